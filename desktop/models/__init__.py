@@ -1,0 +1,1 @@
+"""Postroom desktop app (PySide6 + qasync)."""
