@@ -1,0 +1,271 @@
+"""`postroom`: the admin command line, a third client of the same engine API as the GUI and the tests.
+
+Admin commands open the data directory directly and work whether or not a server runs; a running server
+sees their effect within a second (the directory is read afresh on every lookup, the queue is polled).
+Every error is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine import __version__
+from engine.config import ConfigError, ListenAddress, default_data_dir, parse_listen, parse_size
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+class CLIError(Exception):
+    """A one-line message for the person at the terminal."""
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from engine.runtime import Engine
+
+    engine = Engine(args.data_dir)
+    engine.open()
+    return engine
+
+
+def _read_password(args: argparse.Namespace, prompt: str = "Password: ") -> str:
+    if getattr(args, "password_stdin", False):
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+    else:
+        if not sys.stdin.isatty():
+            raise CLIError("no terminal to ask for a password: use --password-stdin")
+        password = getpass.getpass(prompt)
+        if getpass.getpass("Repeat password: ") != password:
+            raise CLIError("the two passwords differ")
+    if not password:
+        raise CLIError("the password is empty")
+    return password
+
+
+# --- serve ----------------------------------------------------------------------------------------------
+
+def _parse_listen_overrides(values: Sequence[str]) -> dict[str, ListenAddress | None]:
+    from engine.config import STANDARD_LISTEN
+
+    overrides: dict[str, ListenAddress | None] = {}
+    for value in values:
+        service, sep, address = value.partition("=")
+        service = service.strip().lower()
+        if not sep or service not in STANDARD_LISTEN:
+            raise CLIError(f"--listen {value!r}: expected SERVICE=HOST:PORT with SERVICE one of "
+                           f"{', '.join(STANDARD_LISTEN)}")
+        try:
+            overrides[service] = parse_listen(address)
+        except ValueError as exc:
+            raise CLIError(f"--listen {value!r}: {exc}") from None
+    return overrides
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from engine.runtime import Engine, EngineError
+
+    listen = _parse_listen_overrides(args.listen) if args.listen else None
+    engine = Engine(args.data_dir, listen=listen)
+
+    def started(states: list[Any]) -> None:
+        for state in states:
+            if state.state != "off":
+                extra = f" ({state.reason})" if state.reason else ""
+                print(f"{state.service:12} {state.address:24} {state.state}{extra}", flush=True)
+        print(f"postroom {__version__} serving mail for {engine.config.hostname}; data in {args.data_dir}",
+              flush=True)
+
+    try:
+        engine.serve_forever(on_started=started)
+    except EngineError as exc:
+        raise CLIError(str(exc)) from None
+    return EXIT_OK
+
+
+# --- domains, accounts, aliases -------------------------------------------------------------------------
+
+def cmd_domain(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    d = engine.directory
+    if args.action == "add":
+        d.add_domain(args.name)
+        print(f"added domain {args.name.lower()}")
+    elif args.action == "remove":
+        d.remove_domain(args.name, force=args.force)
+        print(f"removed domain {args.name.lower()}")
+    else:
+        for name in d.list_domains():
+            print(name)
+    return EXIT_OK
+
+
+def cmd_account(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    d = engine.directory
+    if args.action == "add":
+        quota = parse_size(args.quota) if args.quota else None
+        password = _read_password(args)
+        d.add_account(args.address, password, quota=quota)
+        account = d.get_account(args.address)
+        engine.store.create_account(account.address)
+        print(f"added account {account.address}")
+    elif args.action == "passwd":
+        d.set_password(args.address, _read_password(args, "New password: "))
+        print(f"password changed for {args.address}")
+    elif args.action == "remove":
+        account = d.get_account(args.address)
+        d.remove_account(args.address)
+        if account is not None:
+            engine.store.remove_account(account.address, delete_files=args.delete_mail)
+        kept = "" if args.delete_mail else " (its mail stays on disk)"
+        print(f"removed account {args.address}{kept}")
+    elif args.action in ("disable", "enable"):
+        d.set_enabled(args.address, args.action == "enable")
+        print(f"{args.action}d account {args.address}")
+    else:
+        accounts = d.list_accounts(args.domain)
+        if args.format == "json":
+            print(json.dumps([{"address": a.address, "enabled": a.enabled, "quota": a.quota} for a in accounts],
+                             indent=2))
+        else:
+            for a in accounts:
+                flags = "" if a.enabled else "  (disabled)"
+                quota = f"  quota {a.quota}" if a.quota else ""
+                print(f"{a.address}{quota}{flags}")
+    return EXIT_OK
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    d = engine.directory
+    if args.action == "add":
+        d.add_alias(args.source, list(args.targets))
+        print(f"added alias {args.source} -> {', '.join(args.targets)}")
+    elif args.action == "remove":
+        d.remove_alias(args.source)
+        print(f"removed alias {args.source}")
+    else:
+        for alias in d.list_aliases():
+            print(f"{alias.source} -> {', '.join(alias.targets)}")
+    return EXIT_OK
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    try:
+        app = importlib.import_module("desktop.app")
+    except ImportError as exc:
+        raise CLIError(f"the desktop app cannot start ({exc}); `postroom serve` runs the server headless") from None
+    result: int = app.main(args.data_dir)
+    return result
+
+
+# --- parser ---------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="postroom",
+        description="Postroom mail server. With no command, opens the desktop app.",
+    )
+    parser.add_argument("--version", action="version", version=f"postroom {__version__}")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="data directory (default: $POSTROOM_HOME or the platform's user data dir)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the mail server headless until SIGTERM/SIGINT")
+    p.add_argument("--listen", action="append", default=[], metavar="SERVICE=HOST:PORT",
+                   help="listen address for a service (smtp, submission, submissions, imap, imaps, pop3, pop3s);"
+                        " given at least once, it replaces the [listen] settings: only services named start."
+                        " An empty address (smtp=) turns a service off")
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("domain", help="local mail domains")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = dsub.add_parser("add", help="accept mail for a domain")
+    q.add_argument("name")
+    q = dsub.add_parser("remove", help="stop accepting mail for a domain")
+    q.add_argument("name")
+    q.add_argument("--force", action="store_true", help="also remove its accounts and aliases")
+    dsub.add_parser("list", help="list local domains")
+    p.set_defaults(handler=cmd_domain)
+
+    p = sub.add_parser("account", help="mail accounts (user@domain)")
+    asub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = asub.add_parser("add", help="create an account and its mailbox")
+    q.add_argument("address")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    q.add_argument("--quota", help="mailbox size limit, e.g. 2GiB")
+    q = asub.add_parser("passwd", help="set an account's password")
+    q.add_argument("address")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    q = asub.add_parser("remove", help="remove an account (its mail stays on disk unless --delete-mail)")
+    q.add_argument("address")
+    q.add_argument("--delete-mail", action="store_true", help="also delete the account's mail files")
+    for action in ("disable", "enable"):
+        q = asub.add_parser(action, help=f"{action} receiving and logging in")
+        q.add_argument("address")
+    q = asub.add_parser("list", help="list accounts")
+    q.add_argument("domain", nargs="?")
+    q.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(handler=cmd_account)
+
+    p = sub.add_parser("alias", help="aliases and catch-alls (@domain)")
+    lsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = lsub.add_parser("add", help="deliver mail for SOURCE to TARGET(s)")
+    q.add_argument("source", help="user@domain, or @domain for the catch-all")
+    q.add_argument("targets", nargs="+", metavar="TARGET")
+    q = lsub.add_parser("remove", help="remove an alias")
+    q.add_argument("source")
+    lsub.add_parser("list", help="list aliases")
+    p.set_defaults(handler=cmd_alias)
+
+    # Commands owned by other packages register themselves when those packages exist.
+    for module in ("engine.queue.cli", "engine.log.cli", "engine.mailauth.cli", "desktop.install"):
+        try:
+            importlib.import_module(module).add_arguments(sub)
+        except ImportError:
+            continue
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [CLIError, ConfigError, ValueError, OSError]
+    try:
+        from engine.runtime import EngineError
+
+        errors.append(EngineError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("POSTROOM_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.data_dir = (args.data_dir or default_data_dir()).expanduser()
+    handler: Handler = getattr(args, "handler", cmd_gui)
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except _known_errors() as exc:
+        print(f"postroom: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
