@@ -8,7 +8,23 @@ changes take effect at once.
 
 from engine.interfaces import Account, Alias
 
+from . import sasl
 from .directory import MAX_ALIAS_DEPTH, Directory
 from .names import DirectoryError
+from .ratelimit import AuthFailureLimiter
+from .sasl import MECHANISMS, Challenge, Credentials, SaslError, SaslExchange
 
-__all__ = ["MAX_ALIAS_DEPTH", "Account", "Alias", "Directory", "DirectoryError"]
+__all__ = [
+    "MAX_ALIAS_DEPTH",
+    "MECHANISMS",
+    "Account",
+    "Alias",
+    "AuthFailureLimiter",
+    "Challenge",
+    "Credentials",
+    "Directory",
+    "DirectoryError",
+    "SaslError",
+    "SaslExchange",
+    "sasl",
+]
