@@ -1,0 +1,103 @@
+"""Fixtures that run `postroom` as a user would: the installed command, a fresh data dir, high loopback ports."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+POSTROOM = [sys.executable, "-m", "engine.cli"]
+SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def postroom(data_dir: Path, *args: str, input: str | None = None, check: bool = True,
+             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*POSTROOM, "--data-dir", str(data_dir), *args], input=input, text=True,
+                            capture_output=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"postroom {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+def wait_for_port(port: int, deadline: float = 20.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port} after {deadline}s")
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    ports: dict[str, int]
+    proc: subprocess.Popen[str] | None = None
+    log: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        args = [f"--listen=smtp=127.0.0.1:{self.ports['smtp']}",
+                f"--listen=submission=127.0.0.1:{self.ports['submission']}"]
+        for service in ("submissions", "imap", "imaps", "pop3", "pop3s"):
+            args.append(f"--listen={service}=127.0.0.1:{self.ports[service]}")
+        self.proc = subprocess.Popen([*POSTROOM, "--data-dir", str(self.data_dir), "serve", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for_port(self.ports["smtp"])
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> str:
+        if self.proc is None:
+            return ""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        code = self.proc.returncode
+        self.proc = None
+        assert code == 0, f"serve exited {code}: {out}"
+        return out
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "postroom.toml").write_text('hostname = "mx.example.test"\n')
+    postroom(data, "domain", "add", "example.test")
+    postroom(data, "account", "add", "alice@example.test", "--password-stdin", input="alice-pw\n")
+    srv = Server(data, {s: free_port() for s in SERVICES})
+    srv.start()
+    try:
+        yield srv
+    finally:
+        if srv.proc is not None:
+            srv.proc.kill()
+            srv.proc.wait(10)
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POSTROOM_HOME", raising=False)
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
