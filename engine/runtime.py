@@ -228,6 +228,41 @@ class Engine:
                 last = now
                 self.events.publish(DirectoryChanged())
 
+    # --- applying changed settings (added for the desktop Settings panel) ----------------------------
+
+    async def apply_config(self, new: Config) -> list[ListenerState]:
+        """Adopts validated settings, restarting only the listeners they affect.
+
+        A listener restarts when its own address changed, or when something every listener uses changed
+        (host name, TLS files, limits); the others keep their connections.  The queue and DNS read
+        `services.config` afresh, so delivery settings need no restart.
+        """
+        old = self.config
+        self.config = new
+        self._config_override = new
+        if self.services is None or not self._running:
+            if self.services is not None:
+                self.services.config = new
+            return self.status()
+        self.services.config = new
+        shared = (old.hostname, old.tls, old.limits) != (new.hostname, new.tls, new.limits)
+        if old.tls != new.tls and any(new.listen.values()):
+            from engine.tls import CertificateError, ensure_certificate, server_context
+
+            try:
+                cert, key = await asyncio.to_thread(ensure_certificate, new)
+                self.services.tls = server_context(cert, key)
+            except CertificateError as exc:
+                raise EngineError(str(exc)) from None
+        for service in LISTENER_CLASSES:
+            if not shared and old.listen.get(service) == new.listen.get(service):
+                continue
+            listener = self._listeners.pop(service, None)
+            if listener is not None:
+                await listener.stop()
+            await self._start_listener(service, new.listen.get(service))
+        return self.status()
+
     # --- foreground ----------------------------------------------------------------------------------
 
     def serve_forever(self, on_started: Callable[[list[ListenerState]], None] | None = None) -> None:
