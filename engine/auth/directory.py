@@ -326,9 +326,7 @@ class Directory:
                 raise DirectoryError(f"alias {src} already exists")
             cleaned: list[str] = []
             for target in targets:
-                t = self._clean_target(target)
-                if t == src:
-                    raise DirectoryError(f"alias {src} cannot deliver to itself")
+                t = self._clean_target(target, src)
                 if t not in cleaned:
                     cleaned.append(t)
             if exists:
@@ -338,7 +336,7 @@ class Directory:
                            (src, src_domain, json.dumps(cleaned), time.time()))
         return Alias(source=src, targets=tuple(cleaned))
 
-    def _clean_target(self, target: str) -> str:
+    def _clean_target(self, target: str, source: str) -> str:
         if not isinstance(target, str):
             raise DirectoryError(f"{target!r} is not an address")
         local, dom = names.split(target)
@@ -351,6 +349,8 @@ class Directory:
             return checked
         lp = local.lower()
         addr = f"{lp}@{dom}"
+        if addr == source:
+            raise DirectoryError(f"alias {source} cannot deliver to itself")
         if not self._known_local(lp, dom):
             raise DirectoryError(f"{addr} is neither an account nor an alias here; add it first")
         return addr
