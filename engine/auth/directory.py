@@ -3,8 +3,8 @@
 Nothing is cached between calls: the CLI changes the same file from another process while the server
 runs, and each lookup is one indexed query, so reading afresh is both correct and cheap.  Tables are
 prefixed `auth_` because the queue and the delivery log keep theirs in the same file.  A counter in
-`auth_meta`, bumped by triggers on every change from any connection, is the `data_version()` the engine
-polls to notice the CLI's edits.
+`auth_meta`, bumped by triggers on every change from any connection, gives the `data_version()` the
+engine polls to notice the CLI's edits (PRAGMA data_version would also move on every queue write).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from engine.events import DirectoryChanged, Event
-from engine.interfaces import Account, Alias
+from engine.interfaces import Account, Alias, DirectoryAPI
 
 from . import names
 from .names import DirectoryError
@@ -125,6 +125,7 @@ class Directory:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._closed = False
+        self._own_changes = 0
         try:
             # Whole script in one IMMEDIATE transaction: a CLI and a server starting together on a
             # fresh file must not both half-create the tables.
@@ -143,11 +144,15 @@ class Directory:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                before = self._counter()
                 yield self._db
+                # Nobody else can write inside an IMMEDIATE transaction, so this delta is ours alone.
+                own = self._counter() - before
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._own_changes += own
         if notify:
             self._announce()
 
@@ -182,11 +187,18 @@ class Directory:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def data_version(self) -> int:
-        """Moves whenever anyone (this object, the CLI, another process) changes the directory tables."""
-        with self._lock:
-            row = self._db.execute("SELECT value FROM auth_meta WHERE key = 'version'").fetchone()
+    def _counter(self) -> int:
+        row = self._db.execute("SELECT value FROM auth_meta WHERE key = 'version'").fetchone()
         return int(row[0])
+
+    def data_version(self) -> int:
+        """Moves whenever another connection or process (the CLI) changed domains, accounts or aliases.
+
+        This object's own changes are left out: they are announced through `notify` already, and the
+        engine's watcher would otherwise announce each of them a second time.  Cheap: one indexed read.
+        """
+        with self._lock:
+            return self._counter() - self._own_changes
 
     # ------------------------------------------------------------------ domains
 
@@ -562,3 +574,8 @@ class Directory:
                         self._expand_target(t, 1, seen, local, [])
                     return acc in local
         return False
+
+
+def _implements_directory_api(directory: Directory) -> DirectoryAPI:
+    """Never called: makes mypy check that Directory satisfies the protocol servers rely on."""
+    return directory

@@ -82,7 +82,8 @@ def test_opening_an_existing_file_keeps_its_contents(example: Directory, state_d
     version = example.data_version()
     with Directory(state_db, hasher=FAST) as reopened:
         assert reopened.list_domains() == ["example.net", "example.org"]
-        assert reopened.data_version() == version
+        assert [a.address for a in reopened.list_accounts()] == ["alice@example.org", "bob@example.org"]
+    assert example.data_version() == version      # opening (schema IF NOT EXISTS) changes nothing
 
 
 def test_other_packages_tables_in_the_same_file_are_left_alone(state_db: Path) -> None:
@@ -98,3 +99,16 @@ def test_other_packages_tables_in_the_same_file_are_left_alone(state_db: Path) -
             db.execute("INSERT INTO queue_items VALUES (2)")
         db.close()
         assert directory.data_version() == before   # queue traffic is not a directory change
+
+
+def test_own_changes_are_announced_not_counted(example: Directory, state_db: Path, events: list[Event]) -> None:
+    """The engine's watcher polls data_version() for the CLI's edits; its own go through notify once."""
+    with Directory(state_db, hasher=FAST) as cli:
+        version, cli_version = example.data_version(), cli.data_version()
+        announced = len(events)
+        example.add_alias("@example.net", [ALICE])
+        example.remove_domain("example.net", force=True)
+        example.authenticate(ALICE, "alice-secret")
+        assert example.data_version() == version
+        assert len(events) == announced + 2
+        assert cli.data_version() != cli_version
