@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from typing import Any
 
+from engine.connections import ConnectionCounter
 from engine.pop3.connection import Connection
 from engine.pop3.parser import err
 from engine.pop3.session import IDLE_TIMEOUT, MAILDROP_LOCKS, SYS_TEMP, TLS_HANDSHAKE_TIMEOUT, POP3Session
@@ -18,40 +18,19 @@ log = logging.getLogger(__name__)
 ROLES = ("pop3", "pop3s")
 
 
-class ConnectionCounter:
-    """Open connections per client address, so one host cannot take every session slot."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._lock = threading.Lock()
-        self._open: dict[str, int] = {}
-
-    def acquire(self, ip: str) -> bool:
-        with self._lock:
-            count = self._open.get(ip, 0)
-            if count >= self.limit:
-                return False
-            self._open[ip] = count + 1
-            return True
-
-    def release(self, ip: str) -> None:
-        with self._lock:
-            count = self._open.get(ip, 0) - 1
-            if count > 0:
-                self._open[ip] = count
-            else:
-                self._open.pop(ip, None)
-
-
 class POP3Listener:
     """One bound POP3 service, started and stopped by the runtime (engine.services.Listener)."""
 
-    def __init__(self, services: Services, role: str, *, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    def __init__(self, services: Services, role: str, *, idle_timeout: float = IDLE_TIMEOUT,
+                 loopback_is_secure: bool = True) -> None:
+        """`loopback_is_secure=False` treats loopback clients like remote ones (TLS before passwords);
+        tests use it, and so could a host where untrusted local users share the machine."""
         if role not in ROLES:
             raise ValueError(f"POP3Listener serves {' or '.join(ROLES)}, not {role!r}")
         self.services = services
         self.role = role
         self.idle_timeout = idle_timeout
+        self.loopback_is_secure = loopback_is_secure
         self.connections = ConnectionCounter(services.config.limits.connections_per_ip)
         self._server: asyncio.Server | None = None
         self._sessions: dict[asyncio.Task[None], POP3Session] = {}
@@ -94,7 +73,7 @@ class POP3Listener:
             conn.close()
             return
         session = POP3Session(conn, self.services, self.role, locks=MAILDROP_LOCKS,
-                              idle_timeout=self.idle_timeout)
+                              idle_timeout=self.idle_timeout, loopback_is_secure=self.loopback_is_secure)
         task = asyncio.get_running_loop().create_task(self._run(session, ip), name=f"{self.role}-session")
         self._sessions[task] = session
         task.add_done_callback(self._sessions.pop)

@@ -127,12 +127,14 @@ class POP3Session:
 
     def __init__(self, conn: Connection, services: Services, role: str, *,
                  locks: MaildropLocks = MAILDROP_LOCKS, idle_timeout: float = IDLE_TIMEOUT,
+                 loopback_is_secure: bool = True,
                  run_blocking: Callable[..., Awaitable[Any]] | None = None) -> None:
         self.conn = conn
         self.services = services
         self.role = role
         self.locks = locks
         self.idle_timeout = idle_timeout
+        self.loopback_is_secure = loopback_is_secure
         self.state = State.AUTHORIZATION
         self.user: str | None = None                 # from USER, waiting for PASS
         self.account: Account | None = None
@@ -209,7 +211,7 @@ class POP3Session:
 
     def _plaintext_allowed(self) -> bool:
         """RFC 2595 §2.1 / RFC 8314: no clear-text passwords over an unprotected link, but loopback."""
-        return self.conn.is_tls or is_loopback(self.peer_ip)
+        return self.conn.is_tls or (self.loopback_is_secure and is_loopback(self.peer_ip))
 
     def _refuse_plaintext(self) -> bool:
         if self._plaintext_allowed():
