@@ -123,10 +123,10 @@ class Directory:
         self._db = sqlite3.connect(self._path, timeout=10.0, isolation_level=None,
                                    check_same_thread=False)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._closed = False
         self._own_changes = 0
         try:
+            self._db.execute("PRAGMA journal_mode=WAL")
             # Whole script in one IMMEDIATE transaction: a CLI and a server starting together on a
             # fresh file must not both half-create the tables.
             self._db.executescript("BEGIN IMMEDIATE;" + _schema_sql() + "COMMIT;")
