@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"postroom {__version__}")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="data directory (default: $POSTROOM_HOME or the platform's user data dir)")
+    parser.add_argument("--install-desktop-entry", action="store_true",
+                        help="add Postroom to your application menu (~/.local/share) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the mail server headless until SIGTERM/SIGINT")
@@ -258,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.data_dir = (args.data_dir or default_data_dir()).expanduser()
     handler: Handler = getattr(args, "handler", cmd_gui)
+    if args.install_desktop_entry:
+        handler = importlib.import_module("desktop.install").cmd_install_desktop_entry
     try:
         return handler(args)
     except KeyboardInterrupt:
