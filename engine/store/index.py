@@ -1,0 +1,106 @@
+"""The per-account index database (index.sqlite): schema, connection settings, transactions.
+
+The Maildir files are the truth about which messages exist and their system flags; the index adds
+what Maildir cannot hold (UIDs, UIDVALIDITY, MODSEQ, keywords, expunge history, caches, summary
+columns) and lets status()/messages() answer for 100,000 messages without touching a file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS folders (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,      -- IMAP name, "/" separated, "INBOX" for the inbox
+    dirname       TEXT NOT NULL UNIQUE,      -- Maildir++ directory relative to the account, "" = INBOX
+    uidvalidity   INTEGER NOT NULL,
+    uidnext       INTEGER NOT NULL,
+    highestmodseq INTEGER NOT NULL,
+    special_use   TEXT,
+    subscribed    INTEGER NOT NULL DEFAULT 1,
+    new_mtime     INTEGER,                   -- st_mtime_ns of new/ and cur/ when the index last matched
+    cur_mtime     INTEGER
+);
+CREATE TABLE IF NOT EXISTS messages (
+    fid             INTEGER NOT NULL,
+    uid             INTEGER NOT NULL,
+    base            TEXT NOT NULL,           -- Maildir file name without the ":2,<info>" suffix
+    subdir          TEXT NOT NULL,           -- "new" or "cur"
+    info            TEXT NOT NULL,           -- Maildir info letters as on disk (system flags and others)
+    keywords        TEXT NOT NULL,           -- space-separated IMAP keywords (never on disk)
+    seen            INTEGER NOT NULL,
+    modseq          INTEGER NOT NULL,
+    size            INTEGER NOT NULL,        -- RFC822.SIZE (CRLF)
+    internaldate    REAL NOT NULL,
+    date            REAL,
+    sort_date       REAL NOT NULL,           -- Date: header, or internaldate when it has none
+    sender          TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    in_reply_to     TEXT NOT NULL,
+    refs            TEXT NOT NULL,
+    has_attachments INTEGER NOT NULL,
+    PRIMARY KEY (fid, uid)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_base ON messages (fid, base);
+CREATE INDEX IF NOT EXISTS messages_modseq ON messages (fid, modseq);
+CREATE INDEX IF NOT EXISTS messages_status ON messages (fid, seen, subdir, size);
+CREATE INDEX IF NOT EXISTS messages_date ON messages (fid, sort_date, uid);
+CREATE INDEX IF NOT EXISTS messages_sender ON messages (fid, sender COLLATE NOCASE, uid);
+CREATE INDEX IF NOT EXISTS messages_subject ON messages (fid, subject COLLATE NOCASE, uid);
+CREATE INDEX IF NOT EXISTS messages_size ON messages (fid, size, uid);
+CREATE TABLE IF NOT EXISTS expunged (
+    fid    INTEGER NOT NULL,
+    uid    INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (fid, uid)
+);
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (fid, modseq);
+CREATE TABLE IF NOT EXISTS cache (
+    fid   INTEGER NOT NULL,
+    uid   INTEGER NOT NULL,
+    key   TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (fid, uid, key)
+);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """One connection per account, used only under the account's lock (never by two threads at once)."""
+    db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    # NORMAL: commits are atomic and survive a process crash; the commits that record new messages
+    # switch to FULL (see `transaction`) so a power cut cannot hand out a UID twice.
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(SCHEMA)
+    db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); `durable` fsyncs the WAL at commit."""
+    if durable:
+        db.execute("PRAGMA synchronous=FULL")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    finally:
+        if durable:
+            db.execute("PRAGMA synchronous=NORMAL")
