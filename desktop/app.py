@@ -189,6 +189,15 @@ class PostroomApp(QObject):
         self.window.deleteLater()
 
 
+def _desktop_file_name() -> str:
+    """The .desktop id, so Wayland compositors match the window to its menu entry and icon."""
+    try:
+        from desktop.install import APP_ID
+    except ImportError:
+        return "postroom"
+    return str(APP_ID)
+
+
 def main(data_dir: Path) -> int:
     """`postroom` with no command: the window and the embedded engine until the person quits."""
     import qasync
@@ -197,7 +206,7 @@ def main(data_dir: Path) -> int:
     assert isinstance(app, QApplication)
     app.setApplicationName("Postroom")
     app.setApplicationDisplayName("Postroom")
-    app.setDesktopFileName("postroom")
+    app.setDesktopFileName(_desktop_file_name())
     app.setWindowIcon(app_icon())
     app.setStyleSheet(stylesheet())
     # We decide when to quit: closing the window may leave the server running in the tray.
