@@ -237,6 +237,8 @@ class Engine:
         (host name, TLS files, limits); the others keep their connections.  The queue and DNS read
         `services.config` afresh, so delivery settings need no restart.
         """
+        if self._listen_override is not None:
+            new = new.with_listen(self._listen_override)     # --listen beats the settings file
         old = self.config
         self.config = new
         self._config_override = new
