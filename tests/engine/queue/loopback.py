@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from dnslib import QTYPE, RCODE, RR, DNSRecord
 from dnslib.dns import DNSError
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
@@ -164,7 +164,8 @@ class MXServer:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, hostname: str = "mx.test",
                  behaviours: dict[str, str] | None = None, default: str = ACCEPT,
                  tls_context: ssl.SSLContext | None = None, pipelining: bool = True,
-                 data_size_limit: int = 33554432) -> None:
+                 data_size_limit: int = 33554432, smtputf8: bool = True,
+                 credentials: dict[str, str] | None = None) -> None:
         self.host = host
         self.requested_port = port
         self.hostname = hostname
@@ -173,6 +174,9 @@ class MXServer:
         self.tls_context = tls_context
         self.pipelining = pipelining
         self.data_size_limit = data_size_limit
+        self.smtputf8 = smtputf8
+        self.credentials = credentials
+        self.logins: list[str] = []
         self.received: list[Received] = []
         self.rcpt_attempts: list[str] = []
         self.connections = 0
@@ -185,10 +189,23 @@ class MXServer:
     def _factory(self) -> SMTP:
         self.connections += 1
         proto = SMTP(self._handler, hostname=self.hostname, ident="ESMTP test", tls_context=self.tls_context,
-                     require_starttls=False, enable_SMTPUTF8=True, data_size_limit=self.data_size_limit,
-                     timeout=30)
+                     require_starttls=False, enable_SMTPUTF8=self.smtputf8,
+                     data_size_limit=self.data_size_limit, timeout=30,
+                     authenticator=self._authenticate if self.credentials is not None else None,
+                     auth_required=self.credentials is not None)
         self._protocols.append(proto)
         return proto
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                      auth_data: Any) -> AuthResult:
+        assert self.credentials is not None
+        if isinstance(auth_data, LoginPassword):
+            user, password = auth_data.login.decode(), auth_data.password.decode()
+            if self.credentials.get(user) == password:
+                self.logins.append(user)
+                return AuthResult(success=True)
+        # handled=False: aiosmtpd then answers 535 itself (with handled=True it sends nothing).
+        return AuthResult(success=False, handled=False)
 
     async def start(self) -> MXServer:
         loop = asyncio.get_running_loop()
