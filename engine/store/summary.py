@@ -6,6 +6,7 @@ from the header block alone so delivery never parses a 25 MiB body.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 from dataclasses import dataclass
 from email import policy
@@ -38,31 +39,34 @@ def header_block(data: bytes) -> bytes:
 
 
 def _text(msg: Message, name: str) -> str:
-    """A header decoded for a person (RFC 2047), never raising on malformed input."""
-    raw = msg.get(name)
+    """A header decoded for a person (RFC 2047 encoded words, RFC 6532 raw UTF-8), never raising."""
+    try:
+        raw = msg.get(name)
+    except Exception:   # policy.default's header parser can trip over hostile input
+        raw = None
+        with contextlib.suppress(Exception):
+            raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
     if raw is None:
         return ""
-    try:
-        value = str(raw)
-        if "=?" in value:
+    value = str(raw)
+    if "=?" in value:
+        with contextlib.suppress(Exception):
             value = str(make_header(decode_header(value)))
-    except Exception:
-        value = str(raw)
     return " ".join(value.split())
 
 
 def summarize(data: bytes) -> HeaderSummary:
     """Summary columns of one message, from its header block only."""
-    msg = BytesHeaderParser(policy=policy.compat32).parsebytes(header_block(data))
+    msg = BytesHeaderParser(policy=policy.default).parsebytes(header_block(data))
     date: float | None = None
-    raw_date = msg.get("Date")
+    raw_date = _text(msg, "Date")
     if raw_date:
         try:
-            date = email.utils.parsedate_to_datetime(str(raw_date)).timestamp()
+            date = email.utils.parsedate_to_datetime(raw_date).timestamp()
         except (TypeError, ValueError, IndexError, OverflowError):
             date = None
-    ctype = str(msg.get("Content-Type", "text/plain")).split(";", 1)[0].strip().lower()
-    disposition = str(msg.get("Content-Disposition", "")).split(";", 1)[0].strip().lower()
+    ctype = (_text(msg, "Content-Type") or "text/plain").split(";", 1)[0].strip().lower()
+    disposition = _text(msg, "Content-Disposition").split(";", 1)[0].strip().lower()
     maintype = ctype.partition("/")[0]
     # Headers only: multipart/mixed (RFC 2046 §5.1.3) is how mail agents attach files; a single
     # non-text body or an explicit attachment disposition (RFC 2183) counts too.

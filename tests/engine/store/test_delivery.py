@@ -1,0 +1,116 @@
+"""Local delivery: durable before it returns, written once for many recipients, safe under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.events import Event, MessageStored
+from engine.interfaces import QuotaExceeded
+from engine.store import AccountOverQuota, MailStore
+
+from .conftest import ALICE, BOB, message
+
+
+def _inbox_new(store: MailStore, address: str) -> Path:
+    return store.account_path(address) / "new"
+
+
+async def test_delivered_message_is_in_new_with_its_received_header_when_deliver_returns(store: MailStore) -> None:
+    data = message("durable")
+    uids = await store.deliver([ALICE], data)
+    assert uids == {ALICE: 1}
+    files = list(_inbox_new(store, ALICE).iterdir())
+    assert len(files) == 1
+    content = files[0].read_bytes()
+    assert content.startswith(b"Received: from remote.test")
+    assert content == data.replace(b"\r\n", b"\n")
+    assert list((store.account_path(ALICE) / "tmp").iterdir()) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+async def test_delivery_fsyncs_file_before_it_appears_and_directory_before_returning(
+    store: MailStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace: list[tuple[str, str]] = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd: int) -> None:
+        trace.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def link(src: str | Path, dst: str | Path, **kw: object) -> None:
+        trace.append(("link", str(dst)))
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    store.mailbox(ALICE)   # opened before tracing
+    await store.deliver([ALICE], message("ordered"))
+    account = store.account_path(ALICE)
+    kinds = [(op, str(Path(p).relative_to(account).parent)) for op, p in trace]
+    assert kinds == [("fsync", "tmp"), ("link", "new"), ("fsync", ".")]
+    assert trace[-1][1] == str(account / "new")
+    # ... and the index row was committed before deliver returned.
+    assert [m.uid for m in store.mailbox(ALICE).messages("INBOX")] == [1]
+
+
+async def test_one_message_for_several_accounts_is_one_file_linked_into_each(store: MailStore) -> None:
+    uids = await store.deliver([ALICE, BOB, ALICE.upper()], message("shared"))
+    assert uids == {ALICE: 1, BOB: 1}
+    a = next(_inbox_new(store, ALICE).iterdir())
+    b = next(_inbox_new(store, BOB).iterdir())
+    assert os.path.samefile(a, b)
+    assert a.stat().st_nlink == 2
+
+
+async def test_twenty_concurrent_deliveries_all_land_with_unique_uids(store: MailStore,
+                                                                      events: list[Event]) -> None:
+    events.clear()
+    results = await asyncio.gather(*(store.deliver([ALICE], message(f"m{i}")) for i in range(20)))
+    uids = sorted(r[ALICE] for r in results)
+    assert uids == list(range(1, 21))
+    box = store.mailbox(ALICE)
+    assert [m.uid for m in box.messages("INBOX")] == uids
+    assert len(list(_inbox_new(store, ALICE).iterdir())) == 20
+    subjects = {s.subject for s in box.summaries("INBOX")}
+    assert subjects == {f"m{i}" for i in range(20)}
+    stored = [e for e in events if isinstance(e, MessageStored)]
+    assert sorted(e.uid for e in stored) == uids
+
+
+async def test_delivery_into_another_folder_creates_it(store: MailStore) -> None:
+    uids = await store.deliver([ALICE], message("filed"), folder="Lists/python")
+    assert uids == {ALICE: 1}
+    names = [f.name for f in store.mailbox(ALICE).folders()]
+    assert "Lists" in names and "Lists/python" in names
+    assert (store.account_path(ALICE) / ".Lists.python" / "new").is_dir()
+
+
+async def test_delivery_to_an_unknown_account_creates_its_maildir(store: MailStore) -> None:
+    await store.deliver(["new@example.test"], message())
+    assert store.has_account("new@example.test")
+    assert store.mailbox("new@example.test").status("INBOX").messages == 1
+
+
+async def test_quota_refuses_before_anything_is_written(store: MailStore) -> None:
+    data = message("big", body="x" * 2000 + "\r\n")
+    await store.deliver([ALICE], data, quota=4000)
+    with pytest.raises(QuotaExceeded) as err:
+        await store.deliver([ALICE, BOB], data, quota={ALICE: 4000, BOB: None})
+    assert isinstance(err.value, AccountOverQuota) and err.value.address == ALICE
+    assert store.mailbox(ALICE).status("INBOX").messages == 1
+    assert store.mailbox(BOB).status("INBOX").messages == 0
+    with pytest.raises(QuotaExceeded):
+        store.mailbox(ALICE).append("Sent", data, quota=4000)
+
+
+async def test_message_stored_event_is_published_before_deliver_returns(store: MailStore,
+                                                                        events: list[Event]) -> None:
+    events.clear()
+    await store.deliver([ALICE], message())
+    assert MessageStored(ALICE, "INBOX", 1) in events
