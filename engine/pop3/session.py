@@ -54,7 +54,7 @@ COMMAND_STATES: dict[str, frozenset[State]] = {
     "USER": _AUTHZ, "PASS": _AUTHZ, "AUTH": _AUTHZ, "STLS": _AUTHZ, "APOP": _AUTHZ,
     "CAPA": _ANY, "QUIT": _ANY, "NOOP": _TRANS,
     "STAT": _TRANS, "LIST": _TRANS, "RETR": _TRANS, "DELE": _TRANS, "RSET": _TRANS,
-    "TOP": _TRANS, "UIDL": _TRANS,
+    "TOP": _TRANS, "UIDL": _TRANS, "LAST": _TRANS,
 }
 
 
@@ -113,6 +113,7 @@ class Maildrop:
     uidvalidity: int
     messages: list[MessageMeta]
     deleted: set[int] = field(default_factory=set)      # message numbers, 1-based
+    last_accessed: int = 0                              # RFC 1725 LAST: highest number RETR'd
 
     def live(self) -> list[tuple[int, MessageMeta]]:
         return [(n, m) for n, m in enumerate(self.messages, start=1) if n not in self.deleted]
@@ -430,6 +431,8 @@ class POP3Session:
         data = await self._read(number, meta)
         if data is None:
             return
+        drop = self._drop()
+        drop.last_accessed = max(drop.last_accessed, number)
         self.conn.write(ok(f"{len(data)} octets") + parser.stuff_message(data))
 
     async def cmd_TOP(self, command: Command) -> None:
@@ -459,8 +462,15 @@ class POP3Session:
         self._arity(command, 0, 0)
         drop = self._drop()
         drop.deleted.clear()
+        drop.last_accessed = 0
         count, size = drop.totals()
         self.conn.write(ok(f"maildrop has {count} messages ({size} octets)"))
+
+    async def cmd_LAST(self, command: Command) -> None:
+        """RFC 1725 §5 LAST (dropped by RFC 1939, still sent by fetchmail): the highest message number
+        retrieved in this session; answering it keeps fetchmail from warning on every poll."""
+        self._arity(command, 0, 0)
+        self.conn.write(ok(str(self._drop().last_accessed)))
 
     async def cmd_QUIT(self, command: Command) -> None:
         """RFC 1939 §4/§6: QUIT in TRANSACTION enters UPDATE and removes the messages marked deleted."""
