@@ -31,7 +31,7 @@ class ParseError(Exception):
 
 # --- framing helpers ---------------------------------------------------------------------------------
 
-_LITERAL_AT_END = re.compile(rb"(~?)\{(\d{1,20})(\+?)\}\r?\n\Z")
+_LITERAL_AT_END = re.compile(rb"(~?)\{(\d{1,20})(\+?)\}(?:\r?\n)?\Z")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class LiteralAnnouncement:
 
 
 def literal_at_end(line: bytes) -> LiteralAnnouncement | None:
-    """Whether a line (ending in CRLF) announces a literal that follows it."""
+    """Whether a line (with or without its CRLF) announces a literal that follows it."""
     m = _LITERAL_AT_END.search(line)
     if not m:
         return None
