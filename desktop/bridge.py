@@ -139,7 +139,16 @@ class EngineBridge(QObject):
         a closed dialog must not be written to.
         """
         pending = _Pending(on_result, on_error, owner)
-        future = self._thread.submit(coro)
+        try:
+            if self._closed:
+                raise RuntimeError("bridge closed")
+            future = self._thread.submit(coro)
+        except RuntimeError:
+            # The window outlived the engine (quitting): a late timer's call is dropped, not an error.
+            coro.close()
+            dropped: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            dropped.cancel()
+            return dropped
         self._in_flight += 1
         if self._in_flight == 1:
             self.busyChanged.emit(True)
