@@ -230,7 +230,8 @@ def make_server(tmp_path: Path, loop_thread: LoopThread,
         config = dataclasses.replace(base, limits=dataclasses.replace(Limits(), **(limits or {})))
         services = Services(
             config=config, directory=directory, store=store, events=events,
-            limiter=limiter or AuthFailureLimiter(max_failures=50, window=60, base_delay=0.0, max_delay=0.0),
+            limiter=limiter if limiter is not None else AuthFailureLimiter(
+                max_failures=50, window=60, base_delay=0.0, max_delay=0.0),
             tls=server_context(*tls_files) if tls else None, outbound=outbound, log=log,
             inbound_filters=filters or [])
         listener = SMTPListener(services, role)
