@@ -167,6 +167,7 @@ def build_postroom(data_dir: Path, messages: list[bytes]) -> Path:
     from engine.store import MailStore
 
     config = Config(data_dir=data_dir, hostname="bench.example.test")
+    data_dir.mkdir(parents=True, exist_ok=True)
     directory = Directory(config.state_db, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
     directory.add_domain(DOMAIN)
     directory.add_account(ADDRESS, PASSWORD)

@@ -31,6 +31,8 @@ IMPLEMENTATION = "Postroom"
 # RFC 1939 §3: the autologout timer "MUST be of at least 10 minutes' duration".
 IDLE_TIMEOUT = 600.0
 TLS_HANDSHAKE_TIMEOUT = 30.0
+# Messages up to this size are read ahead of the client's next RETR (see POP3Session._read_ahead).
+READ_AHEAD_MAX = 1024 * 1024
 
 # RFC 2449 §8 / RFC 3206 response codes, named once.
 IN_USE = "IN-USE"        # RFC 2449 §8.1.1: the maildrop is locked by another session
@@ -142,6 +144,7 @@ class POP3Session:
         self.maildrop: Maildrop | None = None
         self._lock_key: tuple[str, str] | None = None
         self._closing = False
+        self._ahead: tuple[int, asyncio.Future[tuple[int, bytes]]] | None = None
         self.waiting_for_command = False             # the listener may close us at once while True
         self._run_blocking: Callable[..., Awaitable[Any]] = run_blocking or asyncio.to_thread
         host, _port = conn.peer
@@ -173,6 +176,7 @@ class POP3Session:
         except ConnectionClosed:
             pass
         finally:
+            self.discard_read_ahead()
             self.release()
             self.conn.close()
 
@@ -417,23 +421,61 @@ class POP3Session:
         try:
             data: bytes = await self._run_blocking(self._drop().mailbox.read, INBOX, meta.uid)
         except Exception as exc:
-            # Typically an IMAP session expunged it after our snapshot; the store says why.
-            log.info("pop3: reading message %d (uid %d) failed: %s", number, meta.uid, exc)
-            self.conn.write(err(f"message {number} cannot be read now (removed by another session?)",
-                                SYS_TEMP))
+            self._unreadable(number, meta, exc)
             return None
         return data
+
+    def _unreadable(self, number: int, meta: MessageMeta, exc: Exception) -> None:
+        # Typically an IMAP session expunged it after our snapshot; the store says why.
+        log.info("pop3: reading message %d (uid %d) failed: %s", number, meta.uid, exc)
+        self.conn.write(err(f"message {number} cannot be read now (removed by another session?)", SYS_TEMP))
+
+    def _start_retr_read(self, meta: MessageMeta) -> asyncio.Future[tuple[int, bytes]]:
+        return asyncio.ensure_future(self._run_blocking(_retr_payload, self._drop().mailbox, meta.uid))
+
+    def _read_ahead(self, number: int) -> None:
+        """Starts reading the message after `number`, since clients RETR in order.
+
+        Each store read goes through a worker thread, and the hop costs more than the read itself; done
+        while the client is still reading the previous message, it is off the critical path.
+        """
+        drop = self._drop()
+        nxt = number + 1
+        while nxt in drop.deleted:
+            nxt += 1
+        if nxt > len(drop.messages) or drop.messages[nxt - 1].size > READ_AHEAD_MAX:
+            return
+        meta = drop.messages[nxt - 1]
+        self._ahead = (meta.uid, self._start_retr_read(meta))
+
+    def _take_ahead(self, uid: int) -> asyncio.Future[tuple[int, bytes]] | None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        if ahead[0] == uid:
+            return ahead[1]
+        _discard(ahead[1])
+        return None
+
+    def discard_read_ahead(self) -> None:
+        if self._ahead is not None:
+            _discard(self._ahead[1])
+            self._ahead = None
 
     async def cmd_RETR(self, command: Command) -> None:
         """RFC 1939 §5 RETR: the whole message, byte-stuffed.  Flags are left alone (as Dovecot does)."""
         self._arity(command, 1, 1)
         number, meta = self._message(command.args[0])
-        data = await self._read(number, meta)
-        if data is None:
+        pending = self._take_ahead(meta.uid) or self._start_retr_read(meta)
+        try:
+            size, body = await pending
+        except Exception as exc:
+            self._unreadable(number, meta, exc)
             return
         drop = self._drop()
         drop.last_accessed = max(drop.last_accessed, number)
-        self.conn.write(ok(f"{len(data)} octets") + parser.stuff_message(data))
+        self._read_ahead(number)
+        self.conn.write(ok(f"{size} octets") + body)
 
     async def cmd_TOP(self, command: Command) -> None:
         """RFC 1939 §7 TOP msg n: the header, the blank line and n lines of the body."""
@@ -475,6 +517,7 @@ class POP3Session:
     async def cmd_QUIT(self, command: Command) -> None:
         """RFC 1939 §4/§6: QUIT in TRANSACTION enters UPDATE and removes the messages marked deleted."""
         self._closing = True
+        self.discard_read_ahead()
         if self.state is State.AUTHORIZATION:
             self.conn.write(ok(f"{IMPLEMENTATION} POP3 server signing off"))
             return
@@ -493,6 +536,18 @@ class POP3Session:
         left = len(drop.messages) - len(uids)
         remark = "maildrop empty" if left == 0 else f"{left} messages left"
         self.conn.write(ok(f"{IMPLEMENTATION} POP3 server signing off ({remark})"))
+
+
+def _retr_payload(mailbox: Mailbox, uid: int) -> tuple[int, bytes]:
+    """Runs in a worker thread: the message's size and its byte-stuffed multi-line body."""
+    data = mailbox.read(INBOX, uid)
+    return len(data), parser.stuff_message(data)
+
+
+def _discard(future: asyncio.Future[Any]) -> None:
+    """Drops a read nobody will use; its outcome (even an error) is collected so none is reported."""
+    future.cancel()
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 def _snapshot(mailbox: Mailbox) -> tuple[int, list[MessageMeta]]:
