@@ -1,18 +1,22 @@
 """A bounce (delivery status notification, RFC 3464) summarised: who did not get the mail, and why.
 
-Parsed with the stdlib `email` package: a multipart/report (RFC 6522) whose report-type is
-delivery-status carries a message/delivery-status part of header-like blocks, the first about the
-message, then one per recipient.  RFC 6533 message/global-delivery-status (UTF-8) is read the same way.
+The engine's own reader (engine.dsn.parse_dsn) does the parsing where it can; RFC 6533
+message/global-delivery-status (UTF-8), which it does not read, is parsed here with the stdlib `email`
+package the same way: a multipart/report (RFC 6522) carries a status part of header-like blocks, the
+first about the message, then one per recipient.  Everything is escaped for display and the status
+codes are put in words (RFC 3463).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
 from desktop.viewer.text import one_line
+from engine.dsn import parse_dsn
 
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 HEADER_TYPES = ("text/rfc822-headers", "message/global-headers", "message/rfc822", "message/global")
@@ -173,17 +177,45 @@ def _original_headers(report: Message) -> Message | None:
 def _decoded(msg: Message | None, name: str) -> str:
     if msg is None or msg.get(name) is None:
         return ""
-    from email.header import decode_header, make_header
+    return _decoded_text(str(msg.get(name)))
 
-    raw = str(msg.get(name))
+
+def _decoded_text(raw: str) -> str:
+    """A header value that may still hold RFC 2047 encoded words, decoded and escaped."""
     try:
         return one_line(str(make_header(decode_header(raw))))
     except Exception:
         return one_line(raw)
 
 
-def dsn_report(msg: Message) -> DsnReport | None:
-    """The report of a DSN, or None when `msg` is not one (RFC 3464 §2, RFC 6522 §3)."""
+def dsn_report(data: bytes, msg: Message) -> DsnReport | None:
+    """The report of a DSN, or None when the message is not one (RFC 3464 §2, RFC 6522 §3).
+
+    `msg` is `data` already parsed (the viewer has it at hand)."""
+    if msg.get_content_type() != "multipart/report":
+        return None
+    try:
+        engine_report = parse_dsn(data)
+    except Exception:
+        engine_report = None
+    if engine_report is not None:
+        return DsnReport(
+            reporting_mta=one_line(engine_report.reporting_mta),
+            recipients=tuple(DsnRecipient(
+                recipient=one_line(r.recipient or r.original_recipient),
+                action=one_line(r.action).lower(),
+                status=one_line(r.status).split(" ")[0],
+                diagnostic=one_line(r.diagnostic),
+                remote_mta=one_line(r.remote_mta),
+            ) for r in engine_report.recipients),
+            original_subject=_decoded_text(engine_report.original_subject),
+            original_to="",
+            original_message_id=one_line(engine_report.original_message_id),
+        )
+    return _own_report(msg)
+
+
+def _own_report(msg: Message) -> DsnReport | None:
     if msg.get_content_type() != "multipart/report":
         return None
     parts = msg.get_payload()

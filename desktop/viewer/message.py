@@ -280,7 +280,7 @@ def read_message(data: bytes, authserv_id: str = "") -> MessageView:
         auth_values = [str(v) for v in msg.get_all("Authentication-Results", [])]
     dsn = None
     with contextlib.suppress(Exception):
-        dsn = dsn_report(msg)
+        dsn = dsn_report(data, msg)
     return MessageView(
         subject=_header_text(msg, "Subject"),
         sender=sender,

@@ -14,9 +14,11 @@ def test_status_codes_in_words() -> None:
 
 
 def test_not_a_dsn() -> None:
-    assert dsn_report(parse(b"Subject: hi\r\n\r\nhello")) is None
-    assert dsn_report(parse(b"Content-Type: multipart/report; report-type=disposition-notification; "
-                            b"boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nread\r\n--x--\r\n")) is None
+    plain = b"Subject: hi\r\n\r\nhello"
+    assert dsn_report(plain, parse(plain)) is None
+    mdn = (b"Content-Type: multipart/report; report-type=disposition-notification; "
+           b"boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nread\r\n--x--\r\n")
+    assert dsn_report(mdn, parse(mdn)) is None
 
 
 def test_global_delivery_status_in_utf8() -> None:
@@ -26,7 +28,7 @@ def test_global_delivery_status_in_utf8() -> None:
            "Reporting-MTA: dns; mx.example.test\r\n\r\n"
            "Final-Recipient: utf-8; jörg@bücher.test\r\nAction: failed\r\nStatus: 5.2.2\r\n\r\n"
            "--x--\r\n").encode()
-    report = dsn_report(parse(raw))
+    report = dsn_report(raw, parse(raw))
     assert report is not None
     (r,) = report.failed
     assert r.recipient == "jörg@bücher.test"
@@ -38,7 +40,7 @@ def test_hostile_fields_are_escaped() -> None:
            b"--x\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; x\r\n\r\n"
            b"Final-Recipient: rfc822; a\xe2\x80\xaeb@c.test\r\nAction: failed\r\nStatus: 5.0.0\r\n"
            b"Diagnostic-Code: smtp; 550 \x1b[31mred\r\n\r\n--x--\r\n")
-    report = dsn_report(parse(raw))
+    report = dsn_report(raw, parse(raw))
     assert report is not None
     assert "[U+202E]" in report.failed[0].recipient
     assert "[U+001B]" in report.failed[0].diagnostic
