@@ -56,11 +56,12 @@ ICON_SVG = """\
 </svg>
 """
 
-# freedesktop.org Desktop Entry Specification 1.5; Email needs a main category (Network) beside it.
+# freedesktop.org Desktop Entry Specification; Version 1.4 because desktop-file-validate 0.26 (Debian 12)
+# rejects 1.5, and nothing here needs 1.5. Email needs a main category (Network) beside it.
 _DESKTOP_TEMPLATE = """\
 [Desktop Entry]
 Type=Application
-Version=1.5
+Version=1.4
 Name=Postroom
 GenericName=Mail Server
 Comment=Run your own mail server and watch it work: SMTP, IMAP and POP3
