@@ -229,6 +229,7 @@ class Cursor:
     def __init__(self, data: bytes, pos: int = 0) -> None:
         self.data = data
         self.pos = pos
+        self.last_literal_binary = False
 
     # primitives
     def at_end(self) -> bool:
@@ -238,8 +239,9 @@ class Cursor:
         return self.data[self.pos] if self.pos < len(self.data) else None
 
     def fail(self, what: str) -> ParseError:
-        near = self.data[self.pos:self.pos + 20].decode("ascii", "replace")
-        return ParseError(f"expected {what} at position {self.pos}" + (f" near {near!r}" if near else ""))
+        near = "".join(chr(b) if 0x20 <= b < 0x7F and b not in (0x27, 0x5C) else f"\\x{b:02x}"
+                       for b in self.data[self.pos:self.pos + 20])
+        return ParseError(f"expected {what} at position {self.pos}" + (f" near '{near}'" if near else ""))
 
     def expect(self, token: bytes, what: str | None = None) -> None:
         end = self.pos + len(token)
@@ -332,21 +334,23 @@ class Cursor:
             raise ParseError("literal is shorter than announced")
         value = self.data[self.pos:end]
         self.pos = end
-        if not binary and b"\x00" in value:
-            raise ParseError("NUL in a literal (use literal8)")
+        self.last_literal_binary = binary
         return value
+
+    def _at_string(self) -> bool:
+        c = self.peek()
+        return c in (0x22, 0x7B) or (c == 0x7E and self.data[self.pos + 1:self.pos + 2] == b"{")
 
     def string(self) -> bytes:
         c = self.peek()
         if c == 0x22:
             return self.quoted()
-        if c in (0x7B, 0x7E):
+        if self._at_string():
             return self.literal()
         raise self.fail("a string")
 
     def astring(self, what: str = "a string") -> bytes:
-        c = self.peek()
-        if c in (0x22, 0x7B, 0x7E):
+        if self._at_string():
             return self.string()
         raw = self._run(_ASTRING_CHARS)
         if not raw:
@@ -359,8 +363,7 @@ class Cursor:
         return self.string()
 
     def list_mailbox(self) -> bytes:
-        c = self.peek()
-        if c in (0x22, 0x7B, 0x7E):
+        if self._at_string():
             return self.string()
         raw = self._run(_LIST_CHARS)
         if not raw:
@@ -672,6 +675,9 @@ def _append(c: Cursor) -> tuple[Any, ...]:
         c.expect(b")", "')'")
     else:
         data = c.literal()
+    if b"\x00" in data and not c.last_literal_binary:
+        # RFC 3516 §4.2: NUL only travels in literal8
+        raise ParseError("NUL in a message sent as a literal (use literal8, ~{n})")
     return (name, tuple(flags), date, data)
 
 

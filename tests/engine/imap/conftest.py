@@ -128,3 +128,74 @@ def message(subject: str = "Hello", body: str = "Hi there.\r\n", sender: str = "
     return (f"From: Carol <{sender}>\r\nTo: {to}\r\nSubject: {subject}\r\n"
             f"Date: Mon, 01 Jan 2024 10:00:00 +0000\r\nMessage-ID: <{abs(hash(subject))}@remote.test>\r\n"
             f"{extra}\r\n{body}").encode()
+
+
+class Raw:
+    """A byte-level IMAP client: what the server sends, exactly, one response (with its literals) at a time."""
+
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None) -> None:
+        import socket
+        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.sock: socket.socket = tls.wrap_socket(sock, server_hostname="localhost") if tls else sock
+        self.buf = b""
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("server closed the connection")
+        self.buf += chunk
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line + b"\r\n"
+
+    def exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def response(self) -> bytes:
+        """One response: a line, plus any literal it announces and the rest of the line after it."""
+        import re
+        out = self.line()
+        while (m := re.search(rb"~?\{(\d+)\}\r\n\Z", out)) is not None:
+            out += self.exact(int(m.group(1)))
+            out += self.line()
+        return out
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def until(self, tag: bytes) -> list[bytes]:
+        """Responses up to and including the tagged completion of `tag`."""
+        out = []
+        while True:
+            resp = self.response()
+            out.append(resp)
+            if resp.startswith(tag + b" "):
+                return out
+
+    def cmd(self, tag: bytes, text: bytes) -> list[bytes]:
+        self.send(tag + b" " + text + b"\r\n")
+        return self.until(tag)
+
+    def login(self, user: str = ALICE, password: str = ALICE_PW) -> None:
+        greeting = self.line()
+        assert greeting.startswith(b"* OK"), greeting
+        done = self.cmd(b"L", f'LOGIN "{user}" "{password}"'.encode())
+        assert done[-1].startswith(b"L OK"), done
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def raw(server: IMAPServer) -> Iterator[Raw]:
+    client = Raw(server.port)
+    try:
+        yield client
+    finally:
+        client.close()
