@@ -6,6 +6,7 @@ when that is safe (short, printable, no CR/LF/NUL) and as a literal otherwise, s
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 
@@ -14,7 +15,9 @@ from engine.imap import mutf7
 NIL = b"NIL"
 CRLF = b"\r\n"
 _QUOTED_MAX = 1024
-_QUOTE_UNSAFE = frozenset(range(0x00, 0x20)) | {0x7F}
+_QUOTE_UNSAFE = re.compile(rb"[\x00-\x1f\x7f]")
+_QUOTE_UNSAFE_ASCII = re.compile(rb"[^\x20-\x7e]")
+_MEMO: dict[bytes, bytes] = {}
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -31,19 +34,27 @@ def literal(value: bytes, binary: bool = False) -> bytes:
 def can_quote(value: bytes, utf8: bool = False) -> bool:
     if len(value) > _QUOTED_MAX:
         return False
-    if utf8:
-        if any(b in _QUOTE_UNSAFE for b in value):
-            return False
-        try:
-            value.decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-        return True
-    return value.isascii() and not any(b in _QUOTE_UNSAFE for b in value)
+    if not utf8:
+        return _QUOTE_UNSAFE_ASCII.search(value) is None
+    if _QUOTE_UNSAFE.search(value) is not None:
+        return False
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def string(value: bytes, utf8: bool = False) -> bytes:
-    """A string (quoted when that is safe, else a literal)."""
+    """A string (quoted when that is safe, else a literal); short ones are remembered (BODYSTRUCTURE
+    repeats "text", "plain", "7bit" thousands of times)."""
+    if len(value) <= 32 and not utf8:
+        out = _MEMO.get(value)
+        if out is None:
+            out = quoted(value) if can_quote(value) else literal(value)
+            if len(_MEMO) < 4096:
+                _MEMO[value] = out
+        return out
     return quoted(value) if can_quote(value, utf8) else literal(value)
 
 
