@@ -205,9 +205,13 @@ class DashboardPanel(QWidget):
     def _show(self, snap: Snapshot) -> None:
         self.listeners.set_states(snap.states)
         self.listener_view.resizeRowsToContents()
-        if snap.running and self._engine_state not in ("starting", "stopping"):
-            self._engine_state = "running"
+        if self._engine_state not in ("starting", "stopping"):
+            if snap.running:
+                self._engine_state = "running"
+            elif self._engine_state == "running":
+                self._engine_state = "stopped"
         self._update_state_label()
+        self._update_buttons()
         for key, _ in COUNTERS:
             label = self.counter_labels[key]
             label.setText("n/a" if snap.stats is None else str(snap.stats.get(key, 0)))
