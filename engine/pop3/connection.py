@@ -121,10 +121,6 @@ class Connection(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()
 
-    def has_pending_input(self) -> bool:
-        """Whether the client has already sent more than we have read (pipelining)."""
-        return bool(self._buffer)
-
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)

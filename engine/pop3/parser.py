@@ -87,19 +87,18 @@ def stuff_line(line: bytes) -> bytes:
     return b"." + line if line.startswith(b".") else line
 
 
-def stuff_message(data: bytes) -> bytes:
+def stuff_message(data: bytes, first_line: bytes = b"") -> bytes:
     """A message as the body of a multi-line reply: dot-stuffed, ending with CRLF, then ".".
 
     RFC 1939 §3 — every line beginning with the termination octet is prefixed with it.  The store hands
     out CRLF lines, so the message is stuffed wherever a line starts; a final line without CRLF gets one
-    so the terminator stands on its own line.
+    so the terminator stands on its own line.  `first_line` (the status line) is put in front in the
+    same copy, since RETR bodies are large and copied once only.
     """
     body = data.replace(b"\r\n.", b"\r\n..")
-    if body.startswith(b"."):
-        body = b"." + body
-    if body and not body.endswith(CRLF):
-        body += CRLF
-    return body + TERMINATOR
+    lead = b"." if body.startswith(b".") else b""
+    tail = CRLF + TERMINATOR if body and not body.endswith(CRLF) else TERMINATOR
+    return b"".join((first_line, lead, body, tail))
 
 
 def top_of_message(data: bytes, lines: int) -> bytes:

@@ -144,7 +144,7 @@ class POP3Session:
         self.maildrop: Maildrop | None = None
         self._lock_key: tuple[str, str] | None = None
         self._closing = False
-        self._ahead: tuple[int, asyncio.Future[tuple[int, bytes]]] | None = None
+        self._ahead: tuple[int, asyncio.Future[bytes]] | None = None
         self.waiting_for_command = False             # the listener may close us at once while True
         self._run_blocking: Callable[..., Awaitable[Any]] = run_blocking or asyncio.to_thread
         host, _port = conn.peer
@@ -170,8 +170,8 @@ class POP3Session:
                 finally:
                     self.waiting_for_command = False
                 await self.handle_line(line)
-                if not self.conn.has_pending_input():
-                    await self.conn.drain()
+                # Bounded output even when a client pipelines many RETRs before reading any reply.
+                await self.conn.drain()
             await self.conn.drain()
         except ConnectionClosed:
             pass
@@ -430,8 +430,8 @@ class POP3Session:
         log.info("pop3: reading message %d (uid %d) failed: %s", number, meta.uid, exc)
         self.conn.write(err(f"message {number} cannot be read now (removed by another session?)", SYS_TEMP))
 
-    def _start_retr_read(self, meta: MessageMeta) -> asyncio.Future[tuple[int, bytes]]:
-        return asyncio.ensure_future(self._run_blocking(_retr_payload, self._drop().mailbox, meta.uid))
+    def _start_retr_read(self, meta: MessageMeta) -> asyncio.Future[bytes]:
+        return asyncio.ensure_future(self._run_blocking(_retr_reply, self._drop().mailbox, meta.uid))
 
     def _read_ahead(self, number: int) -> None:
         """Starts reading the message after `number`, since clients RETR in order.
@@ -448,7 +448,7 @@ class POP3Session:
         meta = drop.messages[nxt - 1]
         self._ahead = (meta.uid, self._start_retr_read(meta))
 
-    def _take_ahead(self, uid: int) -> asyncio.Future[tuple[int, bytes]] | None:
+    def _take_ahead(self, uid: int) -> asyncio.Future[bytes] | None:
         ahead, self._ahead = self._ahead, None
         if ahead is None:
             return None
@@ -468,14 +468,14 @@ class POP3Session:
         number, meta = self._message(command.args[0])
         pending = self._take_ahead(meta.uid) or self._start_retr_read(meta)
         try:
-            size, body = await pending
+            reply = await pending
         except Exception as exc:
             self._unreadable(number, meta, exc)
             return
         drop = self._drop()
         drop.last_accessed = max(drop.last_accessed, number)
         self._read_ahead(number)
-        self.conn.write(ok(f"{size} octets") + body)
+        self.conn.write(reply)
 
     async def cmd_TOP(self, command: Command) -> None:
         """RFC 1939 §7 TOP msg n: the header, the blank line and n lines of the body."""
@@ -485,7 +485,7 @@ class POP3Session:
         data = await self._read(number, meta)
         if data is None:
             return
-        self.conn.write(ok("top of message follows") + parser.stuff_message(parser.top_of_message(data, lines)))
+        self.conn.write(parser.stuff_message(parser.top_of_message(data, lines), ok("top of message follows")))
 
     async def cmd_DELE(self, command: Command) -> None:
         """RFC 1939 §5 DELE: only marks; the message goes at QUIT (UPDATE state)."""
@@ -538,10 +538,10 @@ class POP3Session:
         self.conn.write(ok(f"{IMPLEMENTATION} POP3 server signing off ({remark})"))
 
 
-def _retr_payload(mailbox: Mailbox, uid: int) -> tuple[int, bytes]:
-    """Runs in a worker thread: the message's size and its byte-stuffed multi-line body."""
+def _retr_reply(mailbox: Mailbox, uid: int) -> bytes:
+    """Runs in a worker thread: the whole RETR reply, status line and byte-stuffed message."""
     data = mailbox.read(INBOX, uid)
-    return len(data), parser.stuff_message(data)
+    return parser.stuff_message(data, ok(f"{len(data)} octets"))
 
 
 def _discard(future: asyncio.Future[Any]) -> None:
