@@ -10,6 +10,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import shutil
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -34,10 +35,22 @@ def dns_zone() -> Iterator[ZoneServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One self-signed certificate for the whole session: RSA key generation is the slowest part of start."""
+    from engine.config import Config
+    from engine.tls import ensure_certificate
+
+    config = Config(data_dir=tmp_path_factory.mktemp("tls-cache"), hostname=HOSTNAME)
+    ensure_certificate(config)
+    return config.tls_dir
+
+
 @pytest.fixture
-def data_dir(tmp_path: Path, dns_zone: ZoneServer) -> Path:
+def data_dir(tmp_path: Path, dns_zone: ZoneServer, tls_dir: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
+    shutil.copytree(tls_dir, path / "tls")
     (path / "postroom.toml").write_text(textwrap.dedent(f"""\
         # written by the desktop tests
         hostname = "{HOSTNAME}"
