@@ -62,7 +62,7 @@ class Server:
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        self.log.append(self.proc.communicate(timeout=10)[0])
         self.proc = None
 
     def stop(self) -> str:
@@ -93,8 +93,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield srv
     finally:
         if srv.proc is not None:
-            srv.proc.kill()
-            srv.proc.wait(10)
+            srv.kill9()
 
 
 @pytest.fixture(autouse=True)
