@@ -15,6 +15,7 @@ from collections.abc import Callable
 # Stop reading from the socket while this much unread input waits (pipelined commands), so a client that
 # pipelines without reading replies cannot grow our memory.
 READ_HIGH_WATER = 64 * 1024
+WRITE_HIGH_WATER = 256 * 1024
 
 
 class LineTooLong(Exception):
@@ -46,6 +47,8 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        # Room for a few RETR replies in flight before drain() waits for the client (default is 64 KiB).
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         if self.on_connected is not None:
             self.on_connected(self)
 
@@ -148,6 +151,7 @@ class Connection(asyncio.Protocol):
         if new is None:
             raise ConnectionClosed
         self.transport = new
+        new.set_write_buffer_limits(high=WRITE_HIGH_WATER)
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -22,6 +22,7 @@ from engine.interfaces import Account, Mailbox, MessageMeta
 from engine.pop3 import parser
 from engine.pop3.connection import Connection, ConnectionClosed, LineTooLong
 from engine.pop3.parser import Command, CommandError, err, ok
+from engine.pop3.readahead import ReadAhead
 from engine.services import Services
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,6 @@ IMPLEMENTATION = "Postroom"
 # RFC 1939 §3: the autologout timer "MUST be of at least 10 minutes' duration".
 IDLE_TIMEOUT = 600.0
 TLS_HANDSHAKE_TIMEOUT = 30.0
-# Messages up to this size are read ahead of the client's next RETR (see POP3Session._read_ahead).
-READ_AHEAD_MAX = 1024 * 1024
 
 # RFC 2449 §8 / RFC 3206 response codes, named once.
 IN_USE = "IN-USE"        # RFC 2449 §8.1.1: the maildrop is locked by another session
@@ -116,6 +115,7 @@ class Maildrop:
     messages: list[MessageMeta]
     deleted: set[int] = field(default_factory=set)      # message numbers, 1-based
     last_accessed: int = 0                              # RFC 1725 LAST: highest number RETR'd
+    read_ahead: ReadAhead | None = None
 
     def live(self) -> list[tuple[int, MessageMeta]]:
         return [(n, m) for n, m in enumerate(self.messages, start=1) if n not in self.deleted]
@@ -144,7 +144,6 @@ class POP3Session:
         self.maildrop: Maildrop | None = None
         self._lock_key: tuple[str, str] | None = None
         self._closing = False
-        self._ahead: tuple[int, asyncio.Future[bytes]] | None = None
         self.waiting_for_command = False             # the listener may close us at once while True
         self._run_blocking: Callable[..., Awaitable[Any]] = run_blocking or asyncio.to_thread
         host, _port = conn.peer
@@ -176,7 +175,8 @@ class POP3Session:
         except ConnectionClosed:
             pass
         finally:
-            self.discard_read_ahead()
+            if self.maildrop is not None and self.maildrop.read_ahead is not None:
+                self.maildrop.read_ahead.clear()
             self.release()
             self.conn.close()
 
@@ -359,7 +359,8 @@ class POP3Session:
             return
         self._lock_key = key
         self.account = account
-        self.maildrop = Maildrop(mailbox=mailbox, uidvalidity=uidvalidity, messages=metas)
+        self.maildrop = Maildrop(mailbox=mailbox, uidvalidity=uidvalidity, messages=metas,
+                                 read_ahead=ReadAhead(mailbox, metas, self._run_blocking))
         self.state = State.TRANSACTION
         count, size = self.maildrop.totals()
         self.conn.write(ok(f"maildrop has {count} messages ({size} octets)"))
@@ -430,51 +431,18 @@ class POP3Session:
         log.info("pop3: reading message %d (uid %d) failed: %s", number, meta.uid, exc)
         self.conn.write(err(f"message {number} cannot be read now (removed by another session?)", SYS_TEMP))
 
-    def _start_retr_read(self, meta: MessageMeta) -> asyncio.Future[bytes]:
-        return asyncio.ensure_future(self._run_blocking(_retr_reply, self._drop().mailbox, meta.uid))
-
-    def _read_ahead(self, number: int) -> None:
-        """Starts reading the message after `number`, since clients RETR in order.
-
-        Each store read goes through a worker thread, and the hop costs more than the read itself; done
-        while the client is still reading the previous message, it is off the critical path.
-        """
-        drop = self._drop()
-        nxt = number + 1
-        while nxt in drop.deleted:
-            nxt += 1
-        if nxt > len(drop.messages) or drop.messages[nxt - 1].size > READ_AHEAD_MAX:
-            return
-        meta = drop.messages[nxt - 1]
-        self._ahead = (meta.uid, self._start_retr_read(meta))
-
-    def _take_ahead(self, uid: int) -> asyncio.Future[bytes] | None:
-        ahead, self._ahead = self._ahead, None
-        if ahead is None:
-            return None
-        if ahead[0] == uid:
-            return ahead[1]
-        _discard(ahead[1])
-        return None
-
-    def discard_read_ahead(self) -> None:
-        if self._ahead is not None:
-            _discard(self._ahead[1])
-            self._ahead = None
-
     async def cmd_RETR(self, command: Command) -> None:
         """RFC 1939 §5 RETR: the whole message, byte-stuffed.  Flags are left alone (as Dovecot does)."""
         self._arity(command, 1, 1)
         number, meta = self._message(command.args[0])
-        pending = self._take_ahead(meta.uid) or self._start_retr_read(meta)
+        drop = self._drop()
+        assert drop.read_ahead is not None
         try:
-            reply = await pending
+            reply = await drop.read_ahead.reply(number, drop.deleted)
         except Exception as exc:
             self._unreadable(number, meta, exc)
             return
-        drop = self._drop()
         drop.last_accessed = max(drop.last_accessed, number)
-        self._read_ahead(number)
         self.conn.write(reply)
 
     async def cmd_TOP(self, command: Command) -> None:
@@ -517,12 +485,13 @@ class POP3Session:
     async def cmd_QUIT(self, command: Command) -> None:
         """RFC 1939 §4/§6: QUIT in TRANSACTION enters UPDATE and removes the messages marked deleted."""
         self._closing = True
-        self.discard_read_ahead()
         if self.state is State.AUTHORIZATION:
             self.conn.write(ok(f"{IMPLEMENTATION} POP3 server signing off"))
             return
         self.state = State.UPDATE
         drop = self._drop()
+        if drop.read_ahead is not None:
+            drop.read_ahead.clear()
         uids = [drop.messages[n - 1].uid for n in sorted(drop.deleted)]
         if uids:
             try:
@@ -536,18 +505,6 @@ class POP3Session:
         left = len(drop.messages) - len(uids)
         remark = "maildrop empty" if left == 0 else f"{left} messages left"
         self.conn.write(ok(f"{IMPLEMENTATION} POP3 server signing off ({remark})"))
-
-
-def _retr_reply(mailbox: Mailbox, uid: int) -> bytes:
-    """Runs in a worker thread: the whole RETR reply, status line and byte-stuffed message."""
-    data = mailbox.read(INBOX, uid)
-    return parser.stuff_message(data, ok(f"{len(data)} octets"))
-
-
-def _discard(future: asyncio.Future[Any]) -> None:
-    """Drops a read nobody will use; its outcome (even an error) is collected so none is reported."""
-    future.cancel()
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 def _snapshot(mailbox: Mailbox) -> tuple[int, list[MessageMeta]]:
