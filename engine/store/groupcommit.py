@@ -76,3 +76,4 @@ class GroupCommit(Generic[T, R]):
 
     def run(self, item: T) -> R:
         return self.wait(self.enqueue(item))
+

@@ -76,13 +76,16 @@ CREATE TABLE IF NOT EXISTS cache (
 """
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """One connection per account, used only under the account's lock (never by two threads at once)."""
+def connect(path: Path, *, durable: bool = False) -> sqlite3.Connection:
+    """A connection that is never used by two threads at once (callers hold a lock or a group-commit
+    leadership while using it).
+
+    NORMAL: commits are atomic and survive a process crash.  `durable` (FULL) also fsyncs the WAL at
+    every commit: the connection that records new messages uses it, so a power cut cannot roll back a
+    UID that a client may already have seen and hand it out again for another message."""
     db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
-    # NORMAL: commits are atomic and survive a process crash; the commits that record new messages
-    # switch to FULL (see `transaction`) so a power cut cannot hand out a UID twice.
-    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     db.executescript(SCHEMA)
     db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
     return db

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,13 +163,16 @@ def parse_flags(flags: Iterable[str]) -> tuple[set[str], set[str]]:
 class AccountMailbox:
     """One account: `<root>/<domain>/<user>/` (Maildir++) and its index.sqlite."""
 
-    def __init__(self, address: str, path: Path, names: NameMaker, notify: Notify | None = None) -> None:
+    def __init__(self, address: str, path: Path, names: NameMaker, notify: Notify | None = None,
+                 fsync_pool: Executor | None = None) -> None:
         self.address = address
+        self._fsync_pool = fsync_pool
         self.path = path
         self._names = names
         self._notify = notify
         self._lock = threading.RLock()
         self._inflight: set[tuple[str, str]] = set()   # (folder dir, base) renamed in, not yet indexed
+        self._inflight_lock = threading.Lock()
         self._flag_cache: dict[tuple[str, str], frozenset[str]] = {}
         self._closed = False
         make_maildir(path, folder=False)
@@ -184,6 +188,11 @@ class AccountMailbox:
             self._db = idx.connect(index_path)
         if fresh:
             log.info("building the index of %s from its Maildir", address)
+        # The group-commit leader writes new rows through its own connection, so its durable commit
+        # (an fsync) never holds the account lock that readers and other writers need; SQLite (WAL)
+        # serialises the two writers.  Only one flush runs at a time, so this connection is never
+        # used by two threads at once.
+        self._commit_db = idx.connect(index_path, durable=True)
         self._committer: GroupCommit[_Incoming, tuple[int, int] | StoreError] = GroupCommit(self._flush)
         events: list[Event] = []
         with self._lock:
@@ -202,6 +211,7 @@ class AccountMailbox:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+                self._commit_db.close()
 
     def _emit(self, events: list[Event]) -> None:
         if self._notify is None:
@@ -264,8 +274,8 @@ class AccountMailbox:
         rows = self._db.execute(f"SELECT {_FOLDER_COLS} FROM folders ORDER BY name != 'INBOX', name")
         return [self._folder_from_row(r) for r in rows.fetchall()]
 
-    def _find_folder(self, name: str) -> _Folder | None:
-        row = self._db.execute(f"SELECT {_FOLDER_COLS} FROM folders WHERE name = ?", (name,)).fetchone()
+    def _find_folder(self, name: str, db: sqlite3.Connection | None = None) -> _Folder | None:
+        row = (db or self._db).execute(f"SELECT {_FOLDER_COLS} FROM folders WHERE name = ?", (name,)).fetchone()
         return self._folder_from_row(row) if row else None
 
     def _folder(self, name: str) -> _Folder:
@@ -364,9 +374,9 @@ class AccountMailbox:
                 on_disk.setdefault(base, (sub, info))
         rows = {r.base: r for r in self._rows(f.id)}
         dirkey = str(f.path)
-        fresh = sorted(
-            (b for b in on_disk if b not in rows and (dirkey, b) not in self._inflight), key=_arrival_key
-        )
+        with self._inflight_lock:
+            inflight = {b for d, b in self._inflight if d == dirkey}
+        fresh = sorted((b for b in on_disk if b not in rows and b not in inflight), key=_arrival_key)
         # Read the new files before opening the write transaction.
         new_entries: list[tuple[str, str, str, int, float, HeaderSummary]] = []
         for base in fresh:
@@ -402,6 +412,8 @@ class AccountMailbox:
                     self._db.execute("UPDATE messages SET subdir = ? WHERE fid = ? AND uid = ?",
                                      (sub, f.id, r.uid))
             for base, sub, info, size, internaldate, summary in new_entries:
+                if self._db.execute("SELECT 1 FROM messages WHERE fid = ? AND base = ?", (f.id, base)).fetchone():
+                    continue   # indexed by a delivery that committed after we listed the rows
                 modseq += 1
                 self._insert_message(f.id, uidnext, base, sub, info, "", modseq, size, internaldate, summary)
                 events.append(MessageStored(self.address, f.name, uidnext))
@@ -416,14 +428,15 @@ class AccountMailbox:
             log.info("%s %s: rescan found %d new, %d gone, %d changed", self.address, f.name,
                      len(new_entries), len(gone), len(changed))
 
-    def _note_dir_changed(self, f: _Folder) -> None:
+    def _note_dir_changed(self, f: _Folder, db: sqlite3.Connection | None = None) -> None:
         """After our own change to new/ or cur/: record their mtimes so it is not mistaken for a
         change by another program.  A folder never scanned yet (NULL) stays due for its scan."""
         if f.new_mtime is None or f.cur_mtime is None:
             return
         with contextlib.suppress(FileNotFoundError):
             new_m, cur_m = self._dir_mtimes(f)
-            self._db.execute("UPDATE folders SET new_mtime = ?, cur_mtime = ? WHERE id = ?", (new_m, cur_m, f.id))
+            (db or self._db).execute("UPDATE folders SET new_mtime = ?, cur_mtime = ? WHERE id = ?",
+                                     (new_m, cur_m, f.id))
 
     # --- row helpers ---------------------------------------------------------------------------------
 
@@ -456,8 +469,9 @@ class AccountMailbox:
                            size=r.size, internaldate=r.internaldate)
 
     def _insert_message(self, fid: int, uid: int, base: str, subdir: str, info: str, keywords: str,
-                        modseq: int, size: int, internaldate: float, s: HeaderSummary) -> None:
-        self._db.execute(
+                        modseq: int, size: int, internaldate: float, s: HeaderSummary,
+                        db: sqlite3.Connection | None = None) -> None:
+        (db or self._db).execute(
             "INSERT INTO messages (fid, uid, base, subdir, info, keywords, seen, modseq, size, internaldate, "
             "date, sort_date, sender, subject, message_id, in_reply_to, refs, has_attachments) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -647,7 +661,7 @@ class AccountMailbox:
         """Moves (or hard-links) a synced tmp file into new/ or cur/, marked in flight until indexed."""
         dest = item.dirpath / item.subdir / file_name(item.base, item.subdir, item.info)
         key = (str(item.dirpath), item.base)
-        with self._lock:
+        with self._inflight_lock:
             self._inflight.add(key)
         try:
             if not link:
@@ -666,7 +680,7 @@ class AccountMailbox:
                     os.close(fd)
                 os.rename(tmp, dest)
         except BaseException:
-            with self._lock:
+            with self._inflight_lock:
                 self._inflight.discard(key)
             raise
 
@@ -674,7 +688,7 @@ class AccountMailbox:
         """Undoes place() when a multi-recipient delivery fails before anything was indexed."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(item.dirpath / item.subdir / file_name(item.base, item.subdir, item.info))
-        with self._lock:
+        with self._inflight_lock:
             self._inflight.discard((str(item.dirpath), item.base))
 
     def incoming(self, folder: str, base: str, disk_len: int, size: int, summary: HeaderSummary,
@@ -690,45 +704,72 @@ class AccountMailbox:
         return _Incoming(f.name, f.path, base, "new", "", "", size, when, summary)
 
     def _flush(self, items: list[_Incoming]) -> list[tuple[int, int] | StoreError]:
-        """One directory fsync per directory and one durable index commit for a whole batch."""
+        """Makes a whole batch durable with one fsync per directory and one durable index commit.
+
+        The directory fsyncs run on the fsync pool while this thread commits the index, so the two
+        reach the disk together: a caller waits for one round of syncing after its file's own fsync,
+        not two.  Their order does not matter for safety: nobody returns before both are done, and a
+        crash in between leaves either an index row without a durable name (the next resync expunges
+        it; SMTP never said 250) or a durable file without a row (the next resync indexes it)."""
         events: list[Event] = []
         results: list[tuple[int, int] | StoreError] = []
+        dirs = {i.dirpath / i.subdir for i in items}
+        pending: list[Future[None]] = []
         try:
-            for d in {i.dirpath / i.subdir for i in items}:
-                fsync_dir(d)
-            with self._lock:
-                folders: dict[str, _Folder | None] = {}
-                with idx.transaction(self._db, durable=True):
-                    for item in items:
-                        if item.folder not in folders:
-                            folders[item.folder] = self._find_folder(item.folder)
-                        f = folders[item.folder]
-                        if f is None or f.path != item.dirpath:
-                            results.append(NoSuchFolder(f"Mailbox {item.folder} does not exist"))
-                            continue
-                        known = self._db.execute("SELECT uid FROM messages WHERE fid = ? AND base = ?",
-                                                 (f.id, item.base)).fetchone()
-                        if known is not None:   # a rescan in another process indexed it already
-                            results.append((f.uidvalidity, int(known[0])))
-                            continue
-                        f.highestmodseq += 1
-                        uid = f.uidnext
-                        f.uidnext += 1
-                        self._insert_message(f.id, uid, item.base, item.subdir, item.info, item.keywords,
-                                             f.highestmodseq, item.size, item.internaldate, item.summary)
-                        results.append((f.uidvalidity, uid))
-                        events.append(MessageStored(self.address, f.name, uid))
-                    for f in folders.values():
-                        if f is not None:
-                            self._db.execute("UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?",
-                                             (f.uidnext, f.highestmodseq, f.id))
-                            self._note_dir_changed(f)
+            if self._fsync_pool is not None:
+                pending = [self._fsync_pool.submit(fsync_dir, d) for d in dirs]
+            else:
+                for d in dirs:
+                    fsync_dir(d)
+            folders: dict[str, _Folder | None] = {}
+            with idx.transaction(self._commit_db) as db:
+                indexed: dict[str, dict[str, int]] = {}
+                for item in items:
+                    if item.folder not in folders:
+                        folders[item.folder] = g = self._find_folder(item.folder, db)
+                        if g is not None:
+                            bases = [i.base for i in items if i.folder == item.folder]
+                            indexed[item.folder] = self._indexed_bases(db, g.id, bases)
+                    f = folders[item.folder]
+                    if f is None or f.path != item.dirpath:
+                        results.append(NoSuchFolder(f"Mailbox {item.folder} does not exist"))
+                        continue
+                    known = indexed[item.folder].get(item.base)
+                    if known is not None:   # a rescan indexed it already
+                        results.append((f.uidvalidity, known))
+                        continue
+                    f.highestmodseq += 1
+                    uid = f.uidnext
+                    f.uidnext += 1
+                    self._insert_message(f.id, uid, item.base, item.subdir, item.info, item.keywords,
+                                         f.highestmodseq, item.size, item.internaldate, item.summary, db)
+                    results.append((f.uidvalidity, uid))
+                    events.append(MessageStored(self.address, f.name, uid))
+                for f in folders.values():
+                    if f is not None:
+                        db.execute("UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?",
+                                   (f.uidnext, f.highestmodseq, f.id))
+                        self._note_dir_changed(f, db)
         finally:
-            with self._lock:
+            for fut in pending:
+                fut.result()
+            with self._inflight_lock:
                 for item in items:
                     self._inflight.discard((str(item.dirpath), item.base))
         self._emit(events)
         return results
+
+    def _indexed_bases(self, db: sqlite3.Connection, fid: int, bases: list[str]) -> dict[str, int]:
+        """base -> uid for files of a batch that a rescan indexed while they were in flight."""
+        found: dict[str, int] = {}
+        for n in range(0, len(bases), _SQL_CHUNK):
+            chunk = bases[n:n + _SQL_CHUNK]
+            rows = db.execute(
+                f"SELECT base, uid FROM messages WHERE fid = ? AND base IN ({','.join('?' * len(chunk))})",
+                (fid, *chunk),
+            ).fetchall()
+            found.update({base: uid for base, uid in rows})
+        return found
 
     # --- reading -------------------------------------------------------------------------------------
 

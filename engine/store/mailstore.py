@@ -46,6 +46,9 @@ class MailStore:
         # Deliveries block in fsync and in group-commit waits; many cheap threads let concurrent SMTP
         # sessions join the same flush instead of queueing behind each other.
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="postroom-store")
+        # Only ever runs fsync(2) on directories and never waits for anything else, so the commit
+        # leaders that wait on it cannot deadlock however busy the delivery pool is.
+        self._fsync_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="postroom-fsync")
         self._closed = False
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -57,6 +60,7 @@ class MailStore:
                 return
             self._closed = True
         self._executor.shutdown(wait=True)
+        self._fsync_pool.shutdown(wait=True)
         with self._lock:
             boxes, self._boxes = list(self._boxes.values()), {}
         for box in boxes:
@@ -110,7 +114,7 @@ class MailStore:
             if box is None:
                 path = self.root / domain / user
                 fresh = not path.exists()
-                box = AccountMailbox(key, path, self._names, self._notify)
+                box = AccountMailbox(key, path, self._names, self._notify, self._fsync_pool)
                 if fresh:
                     for name in DEFAULT_FOLDERS:
                         with contextlib.suppress(StoreError):

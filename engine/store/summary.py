@@ -39,16 +39,16 @@ def header_block(data: bytes) -> bytes:
 
 
 def _text(msg: Message, name: str) -> str:
-    """A header decoded for a person (RFC 2047 encoded words, RFC 6532 raw UTF-8), never raising."""
-    try:
-        raw = msg.get(name)
-    except Exception:   # policy.default's header parser can trip over hostile input
-        raw = None
-        with contextlib.suppress(Exception):
-            raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
+    """A header decoded for a person (RFC 2047 encoded words, RFC 6532 raw UTF-8), never raising.
+
+    compat32 parsing is several times cheaper than policy.default and this runs once per delivery."""
+    raw = next((v for k, v in msg.raw_items() if k.lower() == name), None)
     if raw is None:
         return ""
     value = str(raw)
+    if not value.isascii():
+        # The bytes parser keeps 8-bit octets as surrogate escapes; RFC 6532 says they are UTF-8.
+        value = value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
     if "=?" in value:
         with contextlib.suppress(Exception):
             value = str(make_header(decode_header(value)))
@@ -57,16 +57,16 @@ def _text(msg: Message, name: str) -> str:
 
 def summarize(data: bytes) -> HeaderSummary:
     """Summary columns of one message, from its header block only."""
-    msg = BytesHeaderParser(policy=policy.default).parsebytes(header_block(data))
+    msg = BytesHeaderParser(policy=policy.compat32).parsebytes(header_block(data))
     date: float | None = None
-    raw_date = _text(msg, "Date")
+    raw_date = _text(msg, "date")
     if raw_date:
         try:
             date = email.utils.parsedate_to_datetime(raw_date).timestamp()
         except (TypeError, ValueError, IndexError, OverflowError):
             date = None
-    ctype = (_text(msg, "Content-Type") or "text/plain").split(";", 1)[0].strip().lower()
-    disposition = _text(msg, "Content-Disposition").split(";", 1)[0].strip().lower()
+    ctype = (_text(msg, "content-type") or "text/plain").split(";", 1)[0].strip().lower()
+    disposition = _text(msg, "content-disposition").split(";", 1)[0].strip().lower()
     maintype = ctype.partition("/")[0]
     # Headers only: multipart/mixed (RFC 2046 §5.1.3) is how mail agents attach files; a single
     # non-text body or an explicit attachment disposition (RFC 2183) counts too.
@@ -77,11 +77,11 @@ def summarize(data: bytes) -> HeaderSummary:
     )
     return HeaderSummary(
         date=date,
-        sender=_text(msg, "From"),
-        subject=_text(msg, "Subject"),
-        message_id=_text(msg, "Message-ID"),
-        in_reply_to=_text(msg, "In-Reply-To"),
-        references=_text(msg, "References"),
+        sender=_text(msg, "from"),
+        subject=_text(msg, "subject"),
+        message_id=_text(msg, "message-id"),
+        in_reply_to=_text(msg, "in-reply-to"),
+        references=_text(msg, "references"),
         has_attachments=has_attachments,
     )
 
