@@ -80,3 +80,42 @@ def http_server() -> Iterator[RecordingHTTPServer]:
     server.server.shutdown()
     server.server.server_close()
     server.thread.join(5)
+
+
+# --- the engine: as tests/desktop/conftest.py, plus IMAP (flags are checked from an IMAP client) -------
+
+from engine.config import ListenAddress  # noqa: E402
+from engine.runtime import Engine, EngineThread  # noqa: E402
+
+VIEWER_LISTEN = {"smtp": ListenAddress("127.0.0.1", 0), "submission": ListenAddress("127.0.0.1", 0),
+                 "imap": ListenAddress("127.0.0.1", 0)}
+
+
+@pytest.fixture
+def engine_thread(data_dir: Path) -> Iterator[EngineThread]:
+    thread = EngineThread(Engine(data_dir, listen=dict(VIEWER_LISTEN)))
+    thread.start()
+    yield thread
+    thread.shutdown()
+
+
+class MemoryKeyring:
+    """A keyring backend that keeps secrets in memory (engine.secrets.SecretStore takes any backend
+    object with keyring's three methods)."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.items.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.items[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.items.pop((service, username), None)
+
+
+@pytest.fixture
+def keyring_backend() -> MemoryKeyring:
+    return MemoryKeyring()

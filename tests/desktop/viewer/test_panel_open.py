@@ -1,0 +1,61 @@
+"""Opening a mailbox: the password is asked once, checked by the engine, and remembered only if wished."""
+
+from __future__ import annotations
+
+import stat
+
+from conftest import MemoryKeyring
+from desktop_support import PASSWORD
+from keyring.backends.fail import Keyring as NoKeyring
+from PySide6.QtWidgets import QMessageBox
+from viewer_driver import ALICE, WAIT, make_panel, open_account
+
+from desktop.viewer.accounts import secret_name
+
+
+def test_wrong_password_is_refused_then_the_right_one_opens(qtbot, bridge, running, tmp_path,
+                                                           keyring_backend: MemoryKeyring) -> None:
+    panel = make_panel(qtbot, bridge, tmp_path, keyring_backend)
+    assert not panel.send_test_button.isEnabled()
+    panel.open_account(ALICE)
+    qtbot.waitUntil(lambda: panel.password_dialog is not None and panel.password_dialog.isVisible(), timeout=WAIT)
+    dialog = panel.password_dialog
+    dialog.password.setText("not the password")
+    dialog.open_button.click()
+    qtbot.waitUntil(lambda: dialog.message.isVisible() and "not right" in dialog.message.text(), timeout=WAIT)
+    assert panel.account is None
+    dialog.password.setText(PASSWORD)
+    dialog.open_button.click()
+    qtbot.waitUntil(lambda: panel.account == ALICE and panel.folder == "INBOX", timeout=WAIT)
+    assert keyring_backend.items == {}           # not asked to remember
+    assert panel.send_test_button.isEnabled()
+
+
+def test_a_remembered_password_opens_without_asking(qtbot, bridge, running, tmp_path,
+                                                   keyring_backend: MemoryKeyring) -> None:
+    panel = make_panel(qtbot, bridge, tmp_path, keyring_backend)
+    open_account(qtbot, panel, PASSWORD, remember=True)
+    qtbot.waitUntil(lambda: "system keyring" in panel.message.text(), timeout=WAIT)
+    assert PASSWORD in keyring_backend.items.values()
+
+    again = make_panel(qtbot, bridge, tmp_path, keyring_backend)
+    again.open_account(ALICE)
+    qtbot.waitUntil(lambda: again.account == ALICE, timeout=WAIT)
+    assert again.password_dialog is None
+
+    again.forget_saved_password()
+    qtbot.waitUntil(lambda: keyring_backend.items == {}, timeout=WAIT)
+
+
+def test_without_a_keyring_a_file_is_used_only_after_asking(qtbot, bridge, running, tmp_path) -> None:
+    panel = make_panel(qtbot, bridge, tmp_path, NoKeyring())
+    open_account(qtbot, panel, PASSWORD, remember=True)
+    qtbot.waitUntil(lambda: panel.question is not None and panel.question.isVisible(), timeout=WAIT)
+    box: QMessageBox = panel.question
+    assert "keyring" in box.informativeText() and "only by your user account" in box.informativeText()
+    secrets_file = panel.secrets.file_path
+    assert not secrets_file.exists()
+    panel.question_yes.click()
+    qtbot.waitUntil(secrets_file.exists, timeout=WAIT)
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert panel.secrets.get(secret_name(ALICE)) == PASSWORD
