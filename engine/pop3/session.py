@@ -37,7 +37,6 @@ TLS_HANDSHAKE_TIMEOUT = 30.0
 IN_USE = "IN-USE"        # RFC 2449 §8.1.1: the maildrop is locked by another session
 AUTH = "AUTH"            # RFC 3206 §5: the problem is the credentials (or how they were sent)
 SYS_TEMP = "SYS/TEMP"    # RFC 3206 §4: a temporary system problem, try again later
-SYS_PERM = "SYS/PERM"    # RFC 3206 §4: a permanent system problem
 
 
 class State(enum.Enum):
@@ -170,8 +169,8 @@ class POP3Session:
                     self.waiting_for_command = False
                 await self.handle_line(line)
                 # Bounded output even when a client pipelines many RETRs before reading any reply.
-                await self.conn.drain()
-            await self.conn.drain()
+                await self._drain()
+            await self._drain()
         except ConnectionClosed:
             pass
         finally:
@@ -179,6 +178,17 @@ class POP3Session:
                 self.maildrop.read_ahead.clear()
             self.release()
             self.conn.close()
+
+    async def _drain(self) -> None:
+        """Waits for the client to take our output; one that stops reading for the idle timeout is cut
+        off, so it cannot hold the maildrop lock for ever."""
+        try:
+            async with asyncio.timeout(self.idle_timeout):
+                await self.conn.drain()
+        except TimeoutError:
+            log.info("pop3: %s stopped reading; dropping the connection", self.peer_ip)
+            self.conn.abort()
+            raise ConnectionClosed from None
 
     async def handle_line(self, line: bytes) -> None:
         try:
@@ -299,7 +309,7 @@ class POP3Session:
             while isinstance(step, sasl.Challenge):
                 # RFC 5034 §4: "+ " and the base64 challenge; the client answers with one line.
                 self.conn.write(b"+ " + step.line + parser.CRLF)
-                await self.conn.drain()
+                await self._drain()
                 try:
                     async with asyncio.timeout(self.idle_timeout):
                         line = await self.conn.readline(sasl.MAX_LINE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from typing import Any
 
 import pytest
@@ -165,9 +166,10 @@ def test_a_dropped_connection_deletes_nothing(server: POP3Server, wire: Any) -> 
     assert w2.cmd("STAT").startswith(b"+OK 1 ")
 
 
-def _wait_for_login(w: Wire, attempts: int = 200) -> None:
-    """Logs in, retrying while an old session of ours still holds the maildrop (bounded)."""
-    for _ in range(attempts):
+def _wait_for_login(w: Wire, within: float = 10.0) -> None:
+    """Logs in, retrying while an old session of ours still holds the maildrop (until a deadline)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
         reply = w.login()
         if reply.startswith(b"+OK"):
             return
@@ -359,7 +361,8 @@ def test_connections_per_address_are_limited(tmp_path: Any) -> None:
             assert c.closed()
             a.cmd("QUIT")
             assert a.closed()
-            for _ in range(200):                          # the slot frees when the server sees the close
+            deadline = time.monotonic() + 10              # the slot frees when the server sees the close
+            while time.monotonic() < deadline:
                 d = Wire(srv.port)
                 ok = d.greeting.startswith(b"+OK")
                 d.close()
@@ -397,3 +400,27 @@ def test_tls_port_serves_mail(server: POP3Server, wire: Any) -> None:
     w.login()
     _, body = w.multi("RETR 1")
     assert body.startswith(b"From: a@remote.test")
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_the_maildrop_freed(tmp_path: Any) -> None:
+    srv = POP3Server(tmp_path, idle_timeout=0.5)
+    try:
+        srv.deliver(ALICE, message("small"))
+        big = b"Subject: big\r\n\r\n" + (b"z" * 998 + b"\r\n") * 3000            # 3 MB
+        srv.deliver(ALICE, big)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", srv.port))
+        try:
+            sock.sendall(f"USER {ALICE}\r\nPASS {ALICE_PW}\r\n".encode() + b"RETR 2\r\n" * 20)
+            # We read nothing; the server must give up within its idle timeout and free the lock.
+            other = Wire(srv.port)
+            try:
+                _wait_for_login(other)
+            finally:
+                other.close()
+        finally:
+            sock.close()
+    finally:
+        srv.close()
