@@ -51,6 +51,7 @@ class SingleInstance(QObject):
         self._server = QLocalServer(self)
         self._server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         self._server.newConnection.connect(self._accept)
+        self._sockets: list[QLocalSocket] = []
 
     def listen(self) -> bool:
         if self._server.listen(self.name):
@@ -60,13 +61,22 @@ class SingleInstance(QObject):
         return self._server.listen(self.name)
 
     def close(self) -> None:
+        for socket in self._sockets:
+            socket.abort()
+        self._sockets.clear()
         self._server.close()
 
     def _accept(self) -> None:
         while self._server.hasPendingConnections():
             socket = self._server.nextPendingConnection()
+            # Kept here and closed by us: the server owns the socket objects, so nobody deletes them directly.
+            self._sockets.append(socket)
             socket.readyRead.connect(lambda s=socket: self._read(s))
-            socket.disconnected.connect(socket.deleteLater)
+            socket.disconnected.connect(lambda s=socket: self._forget(s))
+
+    def _forget(self, socket: QLocalSocket) -> None:
+        if socket in self._sockets:
+            self._sockets.remove(socket)
 
     def _read(self, socket: QLocalSocket) -> None:
         if bytes(socket.readAll().data()).startswith(SHOW.strip()):
