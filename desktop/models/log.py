@@ -102,8 +102,9 @@ class LogModel(QAbstractTableModel):
         log = self.bridge.engine.log
         if log is None:
             self._exhausted = True
-            self.failed.emit("The delivery log is not available in this version.")
-            return
+            if self.bridge.engine.running:
+                self.failed.emit("The delivery log is not available in this version.")
+            return                  # not opened yet: the panel reloads when the engine starts
         self._set_loading(True)
         generation = self._generation
         query = functools.partial(log.query, self.filter, offset=len(self._rows), limit=PAGE)

@@ -177,6 +177,7 @@ class DeliveryLogPanel(QWidget):
         self.model.rowsInserted.connect(self._rows_inserted)
         self.model.failed.connect(self.message.show_error)
         bridge.deliveryLogged.connect(lambda _e: self._newer_soon.trigger())
+        bridge.engineStateChanged.connect(self._engine_state)
         self.view.verticalScrollBar().valueChanged.connect(lambda _v: self._show_follow())
         QShortcut(QKeySequence.StandardKey.Find, self, self.search.setFocus)
         QShortcut(QKeySequence("Ctrl+E"), self, self.choose_export_file)
@@ -203,6 +204,10 @@ class DeliveryLogPanel(QWidget):
 
     def refresh(self) -> None:
         self.apply_filters()
+
+    def _engine_state(self, state: str) -> None:
+        if state == "running" and self.model.rowCount() == 0:
+            self.apply_filters()       # the log may not have been open when this panel was built
 
     def _show_count(self, total: int) -> None:
         shown = self.model.rowCount()

@@ -129,6 +129,7 @@ class QueuePanel(QWidget):
 
         self._refresh_soon = Debouncer(self.refresh, 150, self)
         bridge.queueChanged.connect(lambda _id: self._refresh_soon.trigger())
+        bridge.engineStateChanged.connect(lambda _state: self._refresh_soon.trigger())
         self._clock = QTimer(self)              # "in 4 min" must count down even when nothing happens
         self._clock.setInterval(30_000)
         self._clock.timeout.connect(self._tick)
@@ -142,11 +143,14 @@ class QueuePanel(QWidget):
     def refresh(self) -> None:
         queue = self.bridge.engine.queue
         if queue is None:
-            self.message.show_error("The outbound queue is not available in this version.")
-            return
+            if self.bridge.engine.running:
+                self.message.show_error("The outbound queue is not available in this version.")
+            return                  # not opened yet: engineStateChanged brings us back
         self.bridge.call(queue.list, on_result=self._listed, on_error=self.message.show_error, owner=self)
 
     def _listed(self, items: list[Any]) -> None:
+        if self.message.property("kind") == "error" and not self.loaded:
+            self.message.clear_message()
         self.model.set_items(items)
         self.loaded = True
         total = self.model.total()
