@@ -37,16 +37,23 @@ BOB_PW = "bob-secret"
 TIMEOUT = 10.0
 
 
-_CA: tuple[trustme.CA, trustme.LeafCert] | None = None
+_TLS: tuple[trustme.CA, ssl.SSLContext, ssl.SSLContext] | None = None
 
 
-def _test_ca() -> tuple[trustme.CA, trustme.LeafCert]:
-    """One throwaway CA and server certificate for the whole run (making keys is the slow part)."""
-    global _CA
-    if _CA is None:
+def _test_tls() -> tuple[trustme.CA, ssl.SSLContext, ssl.SSLContext]:
+    """One throwaway CA with server and client contexts for the whole run (making keys and loading the
+    system trust store are the slow parts; the client trusts only this CA)."""
+    global _TLS
+    if _TLS is None:
         ca = trustme.CA()
-        _CA = (ca, ca.issue_cert("localhost", "127.0.0.1", common_name="localhost"))
-    return _CA
+        # fetchmail checks the common name, not only the subjectAltName.
+        cert = ca.issue_cert("localhost", "127.0.0.1", common_name="localhost")
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert.configure_cert(server)
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ca.configure_trust(client)
+        _TLS = (ca, server, client)
+    return _TLS
 
 
 class POP3Server:
@@ -57,11 +64,7 @@ class POP3Server:
         self.config = Config(data_dir=data_dir, hostname="pop.example.test")
         if limits is not None:
             self.config = replace(self.config, limits=limits)
-        self.ca, cert = _test_ca()
-        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(server_tls)
-        self.client_tls = ssl.create_default_context()
-        self.ca.configure_trust(self.client_tls)
+        self.ca, server_tls, self.client_tls = _test_tls()
         self.ca_file = data_dir / "ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_file))
 

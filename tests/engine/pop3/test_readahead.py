@@ -41,9 +41,10 @@ def expected(i: int, size: int = 2000) -> bytes:
     return f"+OK {len(data)} octets\r\n".encode() + data.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n"
 
 
-async def test_in_order_out_of_order_and_repeated(store: MailStore) -> None:
-    ahead = fill(store, 3 * readahead.BATCH_COUNT)
-    n = 3 * readahead.BATCH_COUNT
+async def test_in_order_out_of_order_and_repeated(store: MailStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readahead, "BATCH_COUNT", 4)          # several batches from a few messages
+    n = 13
+    ahead = fill(store, n)
     for i in [*range(1, n + 1), 5, 2, n, 1, 1]:
         assert await ahead.reply(i, set()) == expected(i)
     ahead.clear()
