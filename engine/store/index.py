@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS messages (
     refs            TEXT NOT NULL,
     has_attachments INTEGER NOT NULL,
     PRIMARY KEY (fid, uid)
-);
+) WITHOUT ROWID;                             -- clustered by (fid, uid): messages() reads one range
 CREATE UNIQUE INDEX IF NOT EXISTS messages_base ON messages (fid, base);
 CREATE INDEX IF NOT EXISTS messages_modseq ON messages (fid, modseq);
 CREATE INDEX IF NOT EXISTS messages_status ON messages (fid, seen, subdir, size);

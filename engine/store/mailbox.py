@@ -174,6 +174,8 @@ class AccountMailbox:
         self._inflight: set[tuple[str, str]] = set()   # (folder dir, base) renamed in, not yet indexed
         self._inflight_lock = threading.Lock()
         self._flag_cache: dict[tuple[str, str], frozenset[str]] = {}
+        self._status_cache: dict[int, tuple[tuple[object, ...], FolderStatus]] = {}
+        self._recent_version = 0   # bumped whenever files move between new/ and cur/ without a MODSEQ
         self._closed = False
         make_maildir(path, folder=False)
         self._cleanup_leftovers()
@@ -411,6 +413,7 @@ class AccountMailbox:
                 else:
                     self._db.execute("UPDATE messages SET subdir = ? WHERE fid = ? AND uid = ?",
                                      (sub, f.id, r.uid))
+                    self._recent_version += 1
             for base, sub, info, size, internaldate, summary in new_entries:
                 if self._db.execute("SELECT 1 FROM messages WHERE fid = ? AND base = ?", (f.id, base)).fetchone():
                     continue   # indexed by a delivery that committed after we listed the rows
@@ -623,14 +626,24 @@ class AccountMailbox:
         events: list[Event] = []
         with self._lock:
             f = self._synced(folder, events)
-            count, size, seen, recent = self._db.execute(
-                "SELECT count(*), total(size), total(seen), total(subdir = 'new') FROM messages WHERE fid = ?",
-                (f.id,),
-            ).fetchone()
+            # Every change to the counted columns moves UIDNEXT or HIGHESTMODSEQ, except new/ -> cur/
+            # moves, which bump _recent_version; so an unchanged key means unchanged counts and a
+            # 100,000-message folder answers STATUS without scanning its rows each time.
+            key = (f.id, f.name, f.uidvalidity, f.uidnext, f.highestmodseq, self._recent_version)
+            cached = self._status_cache.get(f.id)
+            if cached is not None and cached[0] == key:
+                status = cached[1]
+            else:
+                count, size, seen, recent = self._db.execute(
+                    "SELECT count(*), total(size), total(seen), total(subdir = 'new') FROM messages WHERE fid = ?",
+                    (f.id,),
+                ).fetchone()
+                status = FolderStatus(name=f.name, uidvalidity=f.uidvalidity, uidnext=f.uidnext,
+                                      highestmodseq=f.highestmodseq, messages=count, unseen=count - int(seen),
+                                      recent=int(recent), size=int(size))
+                self._status_cache[f.id] = (key, status)
         self._emit(events)
-        return FolderStatus(name=f.name, uidvalidity=f.uidvalidity, uidnext=f.uidnext,
-                            highestmodseq=f.highestmodseq, messages=count, unseen=count - int(seen),
-                            recent=int(recent), size=int(size))
+        return status
 
     # --- adding messages -----------------------------------------------------------------------------
 
@@ -777,9 +790,14 @@ class AccountMailbox:
         events: list[Event] = []
         with self._lock:
             f = self._synced(folder, events)
-            out = [self._meta(r) for r in self._rows(f.id)]
+            rows = self._db.execute(
+                "SELECT uid, info, keywords, modseq, size, internaldate FROM messages WHERE fid = ? ORDER BY uid",
+                (f.id,),
+            ).fetchall()
         self._emit(events)
-        return out
+        flags_of = self._flags_of
+        return [MessageMeta(uid, flags_of(info, kw), modseq, size, idate)
+                for uid, info, kw, modseq, size, idate in rows]
 
     def summaries(self, folder: str, offset: int = 0, limit: int | None = None,
                   sort: str = "date", descending: bool = True) -> list[MessageSummary]:
@@ -955,6 +973,7 @@ class AccountMailbox:
                 with idx.transaction(self._db):
                     self._db.executemany("UPDATE messages SET subdir = 'cur' WHERE fid = ? AND uid = ?",
                                          [(f.id, uid) for uid in moved])
+                    self._recent_version += 1
                     self._note_dir_changed(f)
                 claimed.update(moved)
         self._emit(events)
