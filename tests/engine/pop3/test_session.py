@@ -424,3 +424,18 @@ def test_a_client_that_stops_reading_is_cut_off_and_the_maildrop_freed(tmp_path:
             sock.close()
     finally:
         srv.close()
+
+
+def test_quit_removals_reach_imap_as_expunges(server: POP3Server, wire: Any) -> None:
+    server.deliver(ALICE, message("a"))
+    server.deliver(ALICE, message("b"))
+    box = server.store.mailbox(ALICE)
+    before = box.status("INBOX").highestmodseq
+    gone = server.uids()[0]
+    w = wire()
+    w.login()
+    w.cmd("DELE 1")
+    assert w.cmd("QUIT").startswith(b"+OK")
+    assert w.closed()
+    # What an IMAP session's NOOP/IDLE reads: a plain EXPUNGE of that UID (RFC 3501 §7.4.1).
+    assert list(box.changes_since("INBOX", before).expunged) == [gone]
