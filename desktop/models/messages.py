@@ -10,6 +10,7 @@ answers are dropped when the folder, sort or mode changed in the meantime (the g
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections import OrderedDict
@@ -27,7 +28,8 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QFont, QIcon
+from PySide6.QtWidgets import QApplication, QStyle
 
 from desktop.bridge import EngineBridge
 from desktop.viewer.text import one_line
@@ -83,6 +85,13 @@ async def load_list(mailbox: Mailbox, folder: str, sort: str, descending: bool, 
     return await asyncio.to_thread(_load_list, mailbox, folder, sort, descending, search, threaded)
 
 
+@functools.cache
+def attachment_icon() -> QIcon:
+    """A paper clip where the theme has one, else the style's file icon (no emoji font needed)."""
+    fallback = QApplication.style().standardIcon(QStyle.StandardPixmap.SP_FileIcon)
+    return QIcon.fromTheme("mail-attachment", fallback)
+
+
 def format_date(moment: float | None, now: float | None = None) -> str:
     """Today's mail by time of day, older mail by date."""
     if moment is None:
@@ -98,7 +107,7 @@ class MessageListModel(QAbstractTableModel):
     """Rows are messages; see the module docstring for how they are fetched."""
 
     FLAG, ATTACHMENT, SENDER, SUBJECT, DATE, SIZE = range(6)
-    HEADERS = ("★", "📎", "From", "Subject", "Date", "Size")
+    HEADERS = ("★", "", "From", "Subject", "Date", "Size")
     SORT_KEYS: ClassVar[dict[int, str]] = {SENDER: "sender", SUBJECT: "subject", DATE: "date", SIZE: "size"}
     UidRole = Qt.ItemDataRole.UserRole + 1
     SummaryRole = Qt.ItemDataRole.UserRole + 2
@@ -378,6 +387,8 @@ class MessageListModel(QAbstractTableModel):
             return None
         if role == Qt.ItemDataRole.DisplayRole:
             return self.HEADERS[section]
+        if role == Qt.ItemDataRole.DecorationRole and section == self.ATTACHMENT:
+            return attachment_icon()
         if role == Qt.ItemDataRole.ToolTipRole:
             return {self.FLAG: "Flagged", self.ATTACHMENT: "Has attachments"}.get(section)
         return None
@@ -401,7 +412,13 @@ class MessageListModel(QAbstractTableModel):
             return self._display(summary, col, index.row())
         if role == Qt.ItemDataRole.FontRole and SEEN not in summary.flags:
             return self._bold
+        if role == Qt.ItemDataRole.DecorationRole and col == self.ATTACHMENT and summary.has_attachments:
+            return attachment_icon()
         if role == Qt.ItemDataRole.ToolTipRole:
+            if col == self.ATTACHMENT and summary.has_attachments:
+                return "Has attachments"
+            if col == self.FLAG and FLAGGED in summary.flags:
+                return "Flagged"
             if col == self.SUBJECT:
                 return one_line(summary.subject) or "(no subject)"
             if col == self.SENDER:
@@ -422,7 +439,7 @@ class MessageListModel(QAbstractTableModel):
         if col == self.FLAG:
             return "★" if FLAGGED in s.flags else ""
         if col == self.ATTACHMENT:
-            return "📎" if s.has_attachments else ""
+            return ""
         if col == self.SENDER:
             return one_line(s.sender) or "(unknown sender)"
         if col == self.SUBJECT:

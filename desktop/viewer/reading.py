@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QTextBrowser,
@@ -41,6 +42,8 @@ def plain_label(text: str = "", *, selectable: bool = True, wrap: bool = True) -
     label = QLabel(text)
     label.setTextFormat(Qt.TextFormat.PlainText)
     label.setWordWrap(wrap)
+    # Expanding: a word-wrapped label in a form row otherwise keeps a narrow width and wraps early.
+    label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
     if selectable:
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return label
@@ -183,6 +186,9 @@ class ReadingPane(QWidget):
         header_layout.addWidget(self.dsn_frame)
         header_layout.addWidget(self.remote_bar)
         header_layout.addLayout(switches)
+        # The headers take the room they need, the body all the rest.
+        self.header_box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        self.attachment_list.setMaximumHeight(110)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.stack)
