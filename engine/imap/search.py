@@ -24,6 +24,7 @@ _COST_BODY = 2
 _HEADER_KEYS = frozenset({"FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER", "SENTBEFORE", "SENTON",
                           "SENTSINCE"})
 _DAY = 86400
+_ENCODED_MARKERS = (b"base64", b"quoted-printable", b"=?", b"utf-16", b"utf-32", b"utf-7")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class _Message:
         self._headers: list[tuple[str, str]] | None = None
         self._header_text: str | None = None
         self._body: list[str] | None = None
+        self._lower: bytes | None = None
 
     @property
     def data(self) -> bytes:
@@ -86,6 +88,19 @@ class _Message:
                 out.append((name, mime.decode_header_value(b"".join(value).strip())))
             self._headers = out
         return self._headers
+
+    def cannot_contain(self, needle: str) -> bool:
+        """True when the raw octets prove the decoded text cannot contain an ASCII `needle`: nothing in
+        the message is transfer- or header-encoded or in a wide charset, so decoded text is a subset of
+        the raw text.  Saves parsing MIME for the (usual) messages that do not match."""
+        if not needle.isascii():
+            return False
+        if self._lower is None:
+            self._lower = self.data.lower()
+        low = self._lower
+        if any(marker in low for marker in _ENCODED_MARKERS):
+            return False
+        return needle.lower().encode("ascii") not in low
 
     def header_values(self, name: str) -> Iterable[str]:
         name = name.lower()
@@ -191,8 +206,12 @@ class Evaluator:
             return any(_contains(v, value) for v in m.header_values(name)) if value else any(
                 True for _ in m.header_values(name))
         if op == "BODY":
+            if m.cannot_contain(key.args[0]):
+                return False
             return any(_contains(t, key.args[0]) for t in m.body())
         if op == "TEXT":
+            if m.cannot_contain(key.args[0]):
+                return False
             return _contains(m.header_text(), key.args[0]) or any(_contains(t, key.args[0]) for t in m.body())
         raise ValueError(f"unknown search key {op}")
 

@@ -8,18 +8,19 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 from engine.connections import ConnectionCounter
 from engine.events import Event, MailboxChanged, MessageStored
 from engine.imap.connection import Connection
-from engine.imap.session import TLS_HANDSHAKE_TIMEOUT, IMAPSession
+from engine.imap.session import TLS_HANDSHAKE_TIMEOUT, IMAPSession, Snapshot
 from engine.services import Services
 
 log = logging.getLogger(__name__)
 
 ROLES = ("imap", "imaps")
+MAX_SNAPSHOTS = 64          # folders whose message lists are kept for quick re-SELECT
 
 
 class IMAPListener:
@@ -46,6 +47,7 @@ class IMAPListener:
         self._address: tuple[str, int] = ("", 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Any = None
+        self._snapshots: OrderedDict[tuple[str, str], Snapshot] = OrderedDict()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -130,6 +132,18 @@ class IMAPListener:
             self.unregister(session)
             session.release()
             self.connections.release(ip)
+
+    # --- folder snapshots shared by sessions ----------------------------------------------------------
+
+    def snapshot(self, account: str, folder: str) -> Snapshot | None:
+        return self._snapshots.get((account, folder))
+
+    def remember(self, account: str, snap: Snapshot) -> None:
+        key = (account, snap.name)
+        self._snapshots.pop(key, None)
+        self._snapshots[key] = snap
+        while len(self._snapshots) > MAX_SNAPSHOTS:
+            self._snapshots.popitem(last=False)
 
     # --- per-user limits -----------------------------------------------------------------------------
 

@@ -71,6 +71,8 @@ IDLE_POLL = 5.0                 # while IDLE, look for changes made behind the s
 REFRESH_AFTER = 1.0             # seconds after which any command re-checks the selected mailbox
 FETCH_BATCH_META = 2000         # messages per worker-thread batch when FETCH needs no message bytes
 FETCH_BATCH_DATA = 100          # ... and when it reads files
+INLINE_FETCH_COUNT = 4          # FETCHes this small run on the loop (see cmd_FETCH)
+INLINE_FETCH_BYTES = 256 * 1024
 MAX_NAME_LEVELS = 64
 
 _CAPS_AUTHED = (
@@ -232,6 +234,40 @@ def flag_bytes(flags: frozenset[str], recent: bool) -> bytes:
     return out
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A folder's messages as last loaded by any session; the next SELECT only applies what changed
+    since (RFC 7162 change log), so a 100,000-message mailbox selects without re-reading its index."""
+
+    name: str
+    uidvalidity: int
+    modseq: int
+    uids: tuple[int, ...]
+    meta: dict[int, MessageMeta]        # never mutated once built
+
+
+def load_view(mb: Mailbox, name: str, snap: Snapshot | None, claim: bool) -> tuple[Any, Snapshot, set[int]]:
+    """Blocking: the folder's status, an up-to-date Snapshot, and the UIDs this session gets as \\Recent."""
+    status = mb.status(name)
+    if snap is not None and snap.uidvalidity == status.uidvalidity and snap.name == status.name:
+        ch = mb.changes_since(name, snap.modseq)
+        if ch.changed or ch.expunged:
+            meta = dict(snap.meta)
+            for uid in ch.expunged:
+                meta.pop(uid, None)
+            for m in ch.changed:
+                meta[m.uid] = m
+            snapshot = Snapshot(status.name, status.uidvalidity, ch.highestmodseq, tuple(sorted(meta)), meta)
+        else:
+            snapshot = Snapshot(status.name, status.uidvalidity, ch.highestmodseq, snap.uids, snap.meta)
+    else:
+        metas = mb.messages(name)
+        snapshot = Snapshot(status.name, status.uidvalidity, status.highestmodseq,
+                            tuple(m.uid for m in metas), {m.uid: m for m in metas})
+    recent = mb.claim_recent(name) if claim else set()
+    return status, snapshot, recent
+
+
 # --- FETCH work done in a worker thread ----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -273,11 +309,24 @@ def _body_literal(data: bytes) -> bytes:
     return R.literal(data) if data else b'""'
 
 
+def header_cache_key(att: FetchAtt) -> str | None:
+    """BODY[HEADER.FIELDS (...)] of the whole message is cached in memory per field list (what clients
+    fetch for their message lists over and over)."""
+    sec = att.section
+    if att.name in ("BODY", "BODY.PEEK") and sec is not None and not sec.part and sec.text is not None \
+            and sec.text.startswith("HEADER.FIELDS"):
+        fields = " ".join(sorted({f.upper() for f in sec.fields}))
+        return ("imap.hdr-not:" if sec.text.endswith(".NOT") else "imap.hdr:") + fields
+    return None
+
+
 def fetch_batch(mb: Mailbox, plan: FetchPlan, batch: Sequence[tuple[int, MessageMeta]]) -> FetchResult:
     """The FETCH responses for a batch of messages; blocking (files, index), run in a worker thread."""
     names = {a.name for a in plan.atts}
     kinds = [k for a, k in _CACHED_ATTS.items() if a in names]
-    needs_data = any(a.name in _DATA_ATTS or (a.name == "BODY" and a.section is not None) for a in plan.atts)
+    header_keys = {i: k for i, a in enumerate(plan.atts) if (k := header_cache_key(a)) is not None}
+    needs_data = any((a.name in _DATA_ATTS or (a.name == "BODY" and a.section is not None))
+                     and i not in header_keys for i, a in enumerate(plan.atts))
     uids = [m.uid for _, m in batch]
     cached: dict[str, dict[int, bytes]] = {}
     misses: set[int] = set()
@@ -297,6 +346,14 @@ def fetch_batch(mb: Mailbox, plan: FetchPlan, batch: Sequence[tuple[int, Message
                 storeaccess.MEMORY.put((plan.account, plan.folder, plan.uidvalidity, uid, kind), value)
             misses.update(u for u in want if u not in found)
         cached[kind] = found
+    headers: dict[tuple[int, str], bytes] = {}
+    for key in set(header_keys.values()):
+        for uid in uids:
+            hit = storeaccess.MEMORY.get((plan.account, plan.folder, plan.uidvalidity, uid, key))
+            if hit is None:
+                misses.add(uid)
+            else:
+                headers[(uid, key)] = hit
     bodies: dict[int, bytes | None] = {}
     to_read = uids if needs_data else [u for u in uids if u in misses]
     if to_read:
@@ -314,9 +371,18 @@ def fetch_batch(mb: Mailbox, plan: FetchPlan, batch: Sequence[tuple[int, Message
         items: list[bytes] = []
         if plan.want_uid and "UID" not in names:
             items.append(b"UID %d" % uid)
-        for att in plan.atts:
+        for i, att in enumerate(plan.atts):
             name = att.name
-            if name == "UID":
+            hkey = header_keys.get(i)
+            if hkey is not None:
+                content = headers.get((uid, hkey)) if data is None else None
+                if content is None:
+                    assert data is not None and att.section is not None
+                    content = mime.section(data, (), att.section.text, att.section.fields)
+                    headers[(uid, hkey)] = content
+                    storeaccess.MEMORY.put((plan.account, plan.folder, plan.uidvalidity, uid, hkey), content)
+                items.append(_section_label(att) + b" " + _body_literal(_partial(content, att.partial)))
+            elif name == "UID":
                 items.append(b"UID %d" % uid)
             elif name == "FLAGS":
                 items.append(b"FLAGS " + flag_bytes(meta.flags, uid in plan.recent))
@@ -892,19 +958,21 @@ class IMAPSession:
         if condstore:
             self.condstore = True
         mb = self.mailbox
-        status = await self._store(mb.status, name)
-        metas = await self._store(mb.messages, name)
-        recent: set[int] = set() if readonly else await self._store(mb.claim_recent, name)
-        uids = [m.uid for m in metas]
+        account = self.account.address if self.account else ""
+        snap = self.listener.snapshot(account, name)
+        status, snapshot, recent = await self._store(load_view, mb, name, snap, not readonly)
+        self.listener.remember(account, snapshot)
+        uids = list(snapshot.uids)
+        meta = dict(snapshot.meta)
         v = View(name=status.name, readonly=readonly, uidvalidity=status.uidvalidity,
-                 uidnext=max(status.uidnext, (uids[-1] + 1) if uids else 1), modseq=status.highestmodseq,
-                 uids=uids, meta={m.uid: m for m in metas}, recent={u for u in recent if u in set(uids)},
-                 keywords=_keywords(metas))
+                 uidnext=max(status.uidnext, (uids[-1] + 1) if uids else 1), modseq=snapshot.modseq,
+                 uids=uids, meta=meta, recent={u for u in recent if u in meta},
+                 keywords=_keywords(meta.values()))
         self._send_flags(v)
         self.untagged(f"{len(uids)} EXISTS")
         if not self.rev2:
             self.untagged(f"{len(v.recent)} RECENT")
-            first_unseen = next((i + 1 for i, m in enumerate(metas) if SEEN not in m.flags), None)
+            first_unseen = next((i + 1 for i, u in enumerate(uids) if SEEN not in meta[u].flags), None)
             if first_unseen is not None:
                 self.untagged(f"OK [UNSEEN {first_unseen}] First unseen message")
         else:
@@ -1202,12 +1270,11 @@ class IMAPSession:
         candidates = [search.Candidate(i + 1, v.meta[u], u in v.recent) for i, u in enumerate(v.uids)]
         max_uid = v.uids[-1] if v.uids else 0
         mb, folder, saved = self.mailbox, v.name, list(self.saved_uids)
+        loader = storeaccess.Loader(mb, folder, v.uids)
         if search.needs_message(program.key) or len(candidates) > 5000:
-            found = await self._store(search.run, program.key, candidates,
-                                      lambda uid: mb.read(folder, uid), max_uid=max_uid, saved=saved)
+            found = await self._store(search.run, program.key, candidates, loader, max_uid=max_uid, saved=saved)
         else:
-            found = search.run(program.key, candidates, lambda uid: mb.read(folder, uid),
-                               max_uid=max_uid, saved=saved)
+            found = search.run(program.key, candidates, loader, max_uid=max_uid, saved=saved)
         if self.view is not v:
             return Done("NO", "Mailbox closed during SEARCH")
         numbers = [c.meta.uid if cmd.uid else c.seq for c in found]
@@ -1285,9 +1352,13 @@ class IMAPSession:
             else FETCH_BATCH_META
         missing: list[int] = []
         unknown_cte = False
+        # A few small messages are cheaper to serve on the loop than to hand to a thread (the hop and the
+        # GIL hand-back cost more than reading 100 KiB); anything bigger goes to a worker.
+        inline = len(targets) <= INLINE_FETCH_COUNT and sum(
+            v.meta[u].size for _, u in targets) <= INLINE_FETCH_BYTES
         for start in range(0, len(targets), batch_size):
             chunk = [(s, v.meta[u]) for s, u in targets[start:start + batch_size]]
-            if needs_store:
+            if needs_store and not inline:
                 result = await self._store(fetch_batch, self.mailbox, plan, chunk)
             else:
                 result = fetch_batch(self.mailbox, plan, chunk)

@@ -10,12 +10,17 @@ message's immutable bytes, keyed by (account, folder, UIDVALIDITY, UID).
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from engine.interfaces import Mailbox, StoreError
+
+log = logging.getLogger(__name__)
 
 CacheKey = tuple[str, str, int, int, str]
 
@@ -50,23 +55,171 @@ class MemoryCache:
 MEMORY = MemoryCache()
 
 
+class IndexReader:
+    """Read-only look-ups in engine.store's index.sqlite for whole batches (one query, not one per message).
+
+    A stopgap until the Mailbox protocol has `read_many`/`get_cached_many`: it knows the store's schema
+    (folders.name/dirname/id, messages.uid/base/subdir/info, cache.key/value), checks it once, and any
+    surprise (another schema, an SQLite error, a file renamed since the query) falls back to the
+    protocol's own per-message calls, which stay the source of truth.  It never writes.
+    """
+
+    def __init__(self, account_dir: Path) -> None:
+        self.account_dir = account_dir
+        self.db_path = account_dir / "index.sqlite"
+        self._local = threading.local()
+        self.usable = self._check()
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5.0)
+            self._local.db = db
+        return db
+
+    def _check(self) -> bool:
+        try:
+            db = self._db()
+            cols = {r[1] for r in db.execute("PRAGMA table_info(messages)")}
+            fcols = {r[1] for r in db.execute("PRAGMA table_info(folders)")}
+            ccols = {r[1] for r in db.execute("PRAGMA table_info(cache)")}
+        except sqlite3.Error:
+            return False
+        return ({"fid", "uid", "base", "subdir", "info"} <= cols and {"id", "name", "dirname"} <= fcols
+                and {"fid", "uid", "key", "value"} <= ccols)
+
+    def _folder(self, db: sqlite3.Connection, folder: str) -> tuple[int, str] | None:
+        row = db.execute("SELECT id, dirname FROM folders WHERE name = ?", (folder,)).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def paths(self, folder: str, uids: Sequence[int]) -> dict[int, Path]:
+        from engine.store.maildir import file_name
+        db = self._db()
+        found = self._folder(db, folder)
+        if found is None:
+            return {}
+        fid, dirname = found
+        base_dir = self.account_dir / dirname if dirname else self.account_dir
+        out: dict[int, Path] = {}
+        for i in range(0, len(uids), 500):
+            chunk = list(uids[i:i + 500])
+            marks = ",".join("?" * len(chunk))
+            for uid, base, subdir, info in db.execute(
+                    f"SELECT uid, base, subdir, info FROM messages WHERE fid = ? AND uid IN ({marks})",
+                    (fid, *chunk)):
+                out[int(uid)] = base_dir / subdir / file_name(base, subdir, info)
+        return out
+
+    def cached(self, folder: str, uids: Sequence[int], key: str) -> dict[int, str]:
+        db = self._db()
+        found = self._folder(db, folder)
+        if found is None:
+            return {}
+        out: dict[int, str] = {}
+        for i in range(0, len(uids), 500):
+            chunk = list(uids[i:i + 500])
+            marks = ",".join("?" * len(chunk))
+            for uid, value in db.execute(
+                    f"SELECT uid, value FROM cache WHERE fid = ? AND key = ? AND uid IN ({marks})",
+                    (found[0], key, *chunk)):
+                out[int(uid)] = str(value)
+        return out
+
+
+_READERS: dict[str, IndexReader | None] = {}
+_READERS_LOCK = threading.Lock()
+
+
+def index_reader(mb: Mailbox) -> IndexReader | None:
+    path: Any = getattr(mb, "path", None)
+    if not isinstance(path, Path):
+        return None
+    try:
+        inode = (path / "index.sqlite").stat().st_ino
+    except OSError:
+        return None
+    key = f"{path}\0{inode}"            # a rebuilt index is a new file: a new reader
+    with _READERS_LOCK:
+        if key not in _READERS:
+            if len(_READERS) > 256:
+                _READERS.clear()
+            reader = IndexReader(path)
+            _READERS[key] = reader if reader.usable else None
+            if not reader.usable:
+                log.info("index of %s not readable in bulk; using per-message store calls", path)
+        return _READERS[key]
+
+
 def read_many(mb: Mailbox, folder: str, uids: Sequence[int]) -> Iterator[tuple[int, bytes | None]]:
     """(uid, bytes or None when the message is gone) in the order asked."""
     bulk: Any = getattr(mb, "read_many", None)
     if bulk is not None:
         yield from bulk(folder, uids)
         return
+    paths: dict[int, Path] = {}
+    reader = index_reader(mb)
+    if reader is not None and len(uids) > 1:
+        try:
+            mb.status(folder)            # lets the store notice changes made behind its back first
+            paths = reader.paths(folder, uids)
+        except (sqlite3.Error, StoreError):
+            paths = {}
+    if paths:
+        from engine.store.maildir import to_wire
     for uid in uids:
+        path = paths.get(uid)
+        if path is not None:
+            try:
+                yield uid, to_wire(path.read_bytes())
+                continue
+            except OSError:
+                pass                     # renamed (flags) or removed since the query: ask the store
         try:
             yield uid, mb.read(folder, uid)
         except StoreError:
             yield uid, None
 
 
+class Loader:
+    """`loader(uid) -> bytes` for SEARCH: the first call resolves every candidate's file in one index query,
+    later calls just read files; anything unexpected falls back to `Mailbox.read`."""
+
+    def __init__(self, mb: Mailbox, folder: str, uids: Sequence[int]) -> None:
+        self.mb = mb
+        self.folder = folder
+        self.uids = uids
+        self._paths: dict[int, Path] | None = None
+
+    def __call__(self, uid: int) -> bytes:
+        if self._paths is None:
+            self._paths = {}
+            reader = index_reader(self.mb) if len(self.uids) > 1 else None
+            if reader is not None:
+                try:
+                    self.mb.status(self.folder)
+                    self._paths = reader.paths(self.folder, self.uids)
+                except (sqlite3.Error, StoreError):
+                    self._paths = {}
+        path = self._paths.get(uid)
+        if path is not None:
+            from engine.store.maildir import to_wire
+            try:
+                return to_wire(path.read_bytes())
+            except OSError:
+                pass
+        return self.mb.read(self.folder, uid)
+
+
 def get_cached_many(mb: Mailbox, folder: str, uids: Sequence[int], key: str) -> dict[int, str]:
     bulk: Any = getattr(mb, "get_cached_many", None)
     if bulk is not None:
         return dict(bulk(folder, uids, key))
+    reader = index_reader(mb)
+    if reader is not None and len(uids) > 1:
+        try:
+            return reader.cached(folder, uids, key)
+        except sqlite3.Error:
+            pass
     out: dict[int, str] = {}
     for uid in uids:
         try:
