@@ -114,3 +114,28 @@ async def test_message_stored_event_is_published_before_deliver_returns(store: M
     events.clear()
     await store.deliver([ALICE], message())
     assert MessageStored(ALICE, "INBOX", 1) in events
+
+
+async def test_deliveries_interleaved_with_flag_changes_and_expunges_stay_consistent(store: MailStore) -> None:
+    box = store.mailbox(ALICE)
+
+    def churn() -> None:
+        for _ in range(15):
+            uids = [m.uid for m in box.messages("INBOX")]
+            box.set_flags("INBOX", uids[::2], ["\\Deleted"], "add")
+            box.expunge("INBOX")
+            box.claim_recent("INBOX")
+
+    results, _ = await asyncio.gather(
+        asyncio.gather(*(store.deliver([ALICE, BOB], message(f"c{i}")) for i in range(30))),
+        asyncio.to_thread(churn),
+    )
+    alice_uids = sorted(r[ALICE] for r in results)
+    assert len(set(alice_uids)) == 30
+    status = box.status("INBOX")
+    expunged = box.changes_since("INBOX", 0).expunged
+    assert status.messages + len(expunged) == 30
+    assert status.uidnext == 31
+    files = list((store.account_path(ALICE) / "new").iterdir()) + list((store.account_path(ALICE) / "cur").iterdir())
+    assert len(files) == status.messages
+    assert store.mailbox(BOB).status("INBOX").messages == 30

@@ -169,3 +169,35 @@ def test_read_of_a_file_renamed_by_another_program_still_works(alice: AccountMai
     path.rename(alice.path / "cur" / (path.name + ":2,S"))
     assert b"Subject: m0" in alice.read("INBOX", 1)
     assert alice.messages("INBOX")[0].flags == {SEEN}
+
+
+def test_bulk_reads_and_caches_answer_in_the_order_asked(alice: AccountMailbox) -> None:
+    _fill(alice, 3)
+    alice.remove("INBOX", [2])
+    got = list(alice.read_many("INBOX", [3, 2, 1]))
+    assert [uid for uid, _ in got] == [3, 2, 1]
+    assert got[1][1] is None
+    assert got[0][1] == alice.read("INBOX", 3) and b"Subject: m0" in (got[2][1] or b"")
+    alice.set_cached_many("INBOX", "ENVELOPE", [(1, "one"), (2, "gone"), (3, "three")])
+    assert alice.get_cached_many("INBOX", [1, 2, 3], "ENVELOPE") == {1: "one", 3: "three"}
+
+
+def test_status_messages_and_summaries_come_from_the_index_alone(
+    alice: AccountMailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fill(alice, 5)
+    alice.status("INBOX")
+    opened: list[str] = []
+    real_open = open
+
+    def spy(file: object, *args: object, **kwargs: object) -> object:
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", spy)
+    monkeypatch.setattr("pathlib.Path.read_bytes", lambda self: pytest.fail(f"read {self}"))
+    assert alice.status("INBOX").messages == 5
+    assert len(alice.messages("INBOX")) == 5
+    assert len(alice.summaries("INBOX", limit=2)) == 2
+    assert alice.changes_since("INBOX", 0).highestmodseq > 0
+    assert opened == []
