@@ -439,3 +439,28 @@ def test_quit_removals_reach_imap_as_expunges(server: POP3Server, wire: Any) -> 
     assert w.closed()
     # What an IMAP session's NOOP/IDLE reads: a plain EXPUNGE of that UID (RFC 3501 §7.4.1).
     assert list(box.changes_since("INBOX", before).expunged) == [gone]
+
+
+def test_any_line_gets_one_status_reply_and_the_session_survives(server: POP3Server) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    server.deliver(ALICE, message("fuzz"))
+    w = Wire(server.port)
+    try:
+        w.login()
+
+        @settings(max_examples=40, deadline=None)
+        @given(st.binary(max_size=700).map(lambda b: b.replace(b"\n", b"x").replace(b"\r", b"x")))
+        def probe(line: bytes) -> None:
+            head = line[:5].upper()
+            if head.startswith((b"QUIT", b"AUTH", b"LIST", b"UIDL", b"CAPA", b"RETR ", b"TOP ")):
+                return                      # ends the session or answers in several lines
+            w.send(line + b"\r\n")
+            reply = w.line()
+            assert reply.startswith((b"+OK", b"-ERR ")) and reply.endswith(b"\r\n"), (line, reply)
+
+        probe()
+        assert w.cmd("STAT").startswith(b"+OK 1 ")
+    finally:
+        w.close()
