@@ -80,7 +80,7 @@ class IMAPListener:
         if self._server is not None:
             self._server.close()
         for session in list(self._sessions.values()):
-            if session.waiting_for_command:
+            if session.waiting_for_command or session.idling:
                 session.untagged("BYE Server shutting down")
                 session.conn.write(b"".join(session._out))
                 session._out.clear()

@@ -145,6 +145,8 @@ def check_name(name: str) -> str:
         raise BadName("Mailbox name contains control characters")
     if name.startswith(SEPARATOR) or "\\" in name:
         raise BadName("Mailbox names are relative to your account")
+    if "*" in name or "%" in name:
+        raise BadName("Mailbox names cannot contain the LIST wildcards * and %")
     parts = name.split(SEPARATOR)
     if len(parts) > MAX_NAME_LEVELS:
         raise BadName("Mailbox name has too many levels")
@@ -497,6 +499,7 @@ class IMAPSession:
         self._out_size = 0
         self._user_slot: tuple[str, str] | None = None
         self.waiting_for_command = False
+        self.idling = False
         self.tag: str = "*"
 
     # --- plumbing ------------------------------------------------------------------------------------
@@ -755,7 +758,8 @@ class IMAPSession:
             v.uidnext = max(v.uidnext, v.uids[-1] + 1)
             if not v.readonly:
                 claimed = await self._store(self.mailbox.claim_recent, v.name)
-                v.recent |= {u for u in claimed if u in v.meta}
+                if not self.rev2:       # RFC 9051 has no \Recent
+                    v.recent |= {u for u in claimed if u in v.meta}
             self.untagged(f"{len(v.uids)} EXISTS")
             if not self.rev2:
                 self.untagged(f"{len(v.recent)} RECENT")
@@ -966,7 +970,7 @@ class IMAPSession:
         meta = dict(snapshot.meta)
         v = View(name=status.name, readonly=readonly, uidvalidity=status.uidvalidity,
                  uidnext=max(status.uidnext, (uids[-1] + 1) if uids else 1), modseq=snapshot.modseq,
-                 uids=uids, meta=meta, recent={u for u in recent if u in meta},
+                 uids=uids, meta=meta, recent=set() if self.rev2 else {u for u in recent if u in meta},
                  keywords=_keywords(meta.values()))
         self._send_flags(v)
         self.untagged(f"{len(uids)} EXISTS")
@@ -1166,6 +1170,7 @@ class IMAPSession:
         await self.flush()
         deadline = time.monotonic() + self.idle_timeout
         reader = asyncio.ensure_future(self.conn.readline(self.line_limit))
+        self.idling = True
         try:
             while True:
                 self.wake.clear()
@@ -1188,6 +1193,7 @@ class IMAPSession:
                 await self.refresh(allow_expunge=True, force=True)
                 await self.flush()
         finally:
+            self.idling = False
             if not reader.done():
                 reader.cancel()
 

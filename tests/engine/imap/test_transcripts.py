@@ -284,3 +284,22 @@ def test_authenticate_plain_with_a_continuation(raw: Raw) -> None:
     raw.send(b"*\r\n")
     assert raw.line() == b"b BAD AUTHENTICATE cancelled\r\n"
     assert raw.cmd(b"c", b"LOGIN alice@example.test \"alice secret\"")[-1].startswith(b"c OK")
+
+
+def test_imap4rev2_behaviour_after_enable(server: IMAPServer, raw: Raw) -> None:
+    server.deliver(ALICE, message("one"))
+    raw.login()
+    assert raw.cmd(b"e", b"ENABLE IMAP4rev2") == [b"* ENABLED IMAP4rev2\r\n", b"e OK ENABLE completed\r\n"]
+    out = raw.cmd(b"s", b"SELECT INBOX")
+    assert b"* 1 EXISTS\r\n" in out and b'* LIST () "/" INBOX\r\n' in out
+    assert not any(b"RECENT" in x or b"[UNSEEN" in x for x in out)
+    assert raw.cmd(b"f", b"FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS ())\r\n", b"f OK FETCH completed\r\n"]
+    assert raw.cmd(b"q", b"SEARCH ALL") == [b'* ESEARCH (TAG "q") ALL 1\r\n', b"q OK SEARCH completed\r\n"]
+    assert raw.cmd(b"c", 'CREATE "Brief/Entwürfe"'.encode()) == [b"c OK CREATE completed\r\n"]
+    assert raw.cmd(b"t", b'STATUS INBOX (MESSAGES SIZE DELETED)') == [
+        b"* STATUS INBOX (MESSAGES 1 SIZE %d DELETED 0)\r\n" % len(message("one")), b"t OK STATUS completed\r\n"]
+
+
+def test_wildcards_in_names_are_refused(raw: Raw) -> None:
+    raw.login()
+    assert raw.cmd(b"c", b'CREATE "a*b"') == [b"c NO [CANNOT] Mailbox names cannot contain the LIST wildcards * and %\r\n"]
