@@ -1,9 +1,9 @@
-"""RETR replies read from the store ahead of the client, in batches, off the event loop.
+"""Messages read from the store ahead of the client's RETR/TOP, in batches, off the event loop.
 
 Every store call goes through a worker thread, and on a busy two-core machine the hop to the thread and
-back costs more than reading a 20 KiB message.  POP3 clients RETR in order, so after the first RETR the
-next messages are read in one thread call per batch, while the client is still busy with earlier ones;
-the hop is then paid once per batch instead of once per message.
+back costs more than reading a 20 KiB message.  POP3 clients fetch in order (RETR, or TOP n 99999999 as
+fetchmail does), so after the first fetch the next messages are read in one thread call per batch while
+the client is still busy with earlier ones; the hop is then paid once per batch instead of per message.
 """
 
 from __future__ import annotations
@@ -13,35 +13,28 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from engine.interfaces import Mailbox, MessageMeta
-from engine.pop3 import parser
 
 INBOX = "INBOX"
 BATCH_BYTES = 1024 * 1024     # at most this much message data per batch (and per session held ready)
 BATCH_COUNT = 32              # and at most this many messages
 
-Result = bytes | Exception     # a whole RETR reply, or why the message could not be read
+Result = bytes | Exception     # the message (CRLF lines), or why it could not be read
 RunBlocking = Callable[..., Awaitable[Any]]
 
 
-def retr_reply(mailbox: Mailbox, uid: int) -> bytes:
-    """Runs in a worker thread: the whole RETR reply, status line and byte-stuffed message (RFC 1939 §5)."""
-    data = mailbox.read(INBOX, uid)
-    return parser.stuff_message(data, parser.ok(f"{len(data)} octets"))
-
-
-def retr_replies(mailbox: Mailbox, uids: Sequence[tuple[int, int]]) -> dict[int, Result]:
-    """Runs in a worker thread: replies for (message number, uid) pairs; one failure spoils no other."""
+def read_messages(mailbox: Mailbox, uids: Sequence[tuple[int, int]]) -> dict[int, Result]:
+    """Runs in a worker thread: messages for (message number, uid) pairs; one failure spoils no other."""
     out: dict[int, Result] = {}
     for number, uid in uids:
         try:
-            out[number] = retr_reply(mailbox, uid)
+            out[number] = mailbox.read(INBOX, uid)
         except Exception as exc:
             out[number] = exc
     return out
 
 
 class ReadAhead:
-    """The RETR replies of one session that are read, or being read, before they are asked for."""
+    """The messages of one session that are read, or being read, before they are asked for."""
 
     def __init__(self, mailbox: Mailbox, messages: Sequence[MessageMeta], run_blocking: RunBlocking) -> None:
         self._mailbox = mailbox
@@ -51,8 +44,8 @@ class ReadAhead:
         self._pending: tuple[frozenset[int], asyncio.Future[dict[int, Result]]] | None = None
         self._next = 1                       # the first message number not yet read or planned
 
-    async def reply(self, number: int, deleted: set[int]) -> bytes:
-        """The RETR reply for message `number` (1-based); raises what the store raised."""
+    async def message(self, number: int, deleted: set[int]) -> bytes:
+        """Message `number` (1-based) as `Mailbox.read` returns it; raises what the store raised."""
         result = self._ready.pop(number, None)
         if result is None and self._pending is not None and number in self._pending[0]:
             result = (await self._collect()).pop(number, None)
@@ -60,7 +53,7 @@ class ReadAhead:
             # Not the message the client was expected to want: start over from here.
             self.clear()
             meta = self._messages[number - 1]
-            result = await self._run(retr_reply, self._mailbox, meta.uid)
+            result = await self._run(self._mailbox.read, INBOX, meta.uid)
             self._next = number + 1
         for old in [n for n in self._ready if n < number]:
             del self._ready[old]
@@ -95,7 +88,7 @@ class ReadAhead:
             number += 1
         self._next = number
         if batch:
-            future = asyncio.ensure_future(self._run(retr_replies, self._mailbox, batch))
+            future = asyncio.ensure_future(self._run(read_messages, self._mailbox, batch))
             self._pending = (frozenset(n for n, _ in batch), future)
 
     def clear(self) -> None:

@@ -429,31 +429,27 @@ class POP3Session:
 
     async def _read(self, number: int, meta: MessageMeta) -> bytes | None:
         """The message's bytes, or None after telling the client why it cannot have them."""
+        drop = self._drop()
+        assert drop.read_ahead is not None
         try:
-            data: bytes = await self._run_blocking(self._drop().mailbox.read, INBOX, meta.uid)
+            return await drop.read_ahead.message(number, drop.deleted)
         except Exception as exc:
-            self._unreadable(number, meta, exc)
+            # Typically an IMAP session expunged it after our snapshot; the store says why.
+            log.info("pop3: reading message %d (uid %d) failed: %s", number, meta.uid, exc)
+            self.conn.write(err(f"message {number} cannot be read now (removed by another session?)",
+                                SYS_TEMP))
             return None
-        return data
-
-    def _unreadable(self, number: int, meta: MessageMeta, exc: Exception) -> None:
-        # Typically an IMAP session expunged it after our snapshot; the store says why.
-        log.info("pop3: reading message %d (uid %d) failed: %s", number, meta.uid, exc)
-        self.conn.write(err(f"message {number} cannot be read now (removed by another session?)", SYS_TEMP))
 
     async def cmd_RETR(self, command: Command) -> None:
         """RFC 1939 §5 RETR: the whole message, byte-stuffed.  Flags are left alone (as Dovecot does)."""
         self._arity(command, 1, 1)
         number, meta = self._message(command.args[0])
-        drop = self._drop()
-        assert drop.read_ahead is not None
-        try:
-            reply = await drop.read_ahead.reply(number, drop.deleted)
-        except Exception as exc:
-            self._unreadable(number, meta, exc)
+        data = await self._read(number, meta)
+        if data is None:
             return
+        drop = self._drop()
         drop.last_accessed = max(drop.last_accessed, number)
-        self.conn.write(reply)
+        self.conn.write(parser.stuff_message(data, ok(f"{len(data)} octets")))
 
     async def cmd_TOP(self, command: Command) -> None:
         """RFC 1939 §7 TOP msg n: the header, the blank line and n lines of the body."""
