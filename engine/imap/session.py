@@ -71,6 +71,7 @@ IDLE_POLL = 5.0                 # while IDLE, look for changes made behind the s
 REFRESH_AFTER = 1.0             # seconds after which any command re-checks the selected mailbox
 FETCH_BATCH_META = 2000         # messages per worker-thread batch when FETCH needs no message bytes
 FETCH_BATCH_DATA = 100          # ... and when it reads files
+FETCH_BATCH_BYTES = 8 * 1024 * 1024   # ... and never more message octets than this in memory at once
 INLINE_FETCH_COUNT = 4          # FETCHes this small run on the loop (see cmd_FETCH)
 INLINE_FETCH_BYTES = 256 * 1024
 MAX_NAME_LEVELS = 64
@@ -1354,16 +1355,15 @@ class IMAPSession:
                          account=self.account.address if self.account else "", folder=v.name,
                          uidvalidity=v.uidvalidity)
         needs_store = any(a.name in _DATA_ATTS or a.name in _CACHED_ATTS for a in atts)
-        batch_size = FETCH_BATCH_DATA if any(a.name in _DATA_ATTS or a.section is not None for a in atts) \
-            else FETCH_BATCH_META
+        reads_bodies = any(a.name in _DATA_ATTS or a.section is not None for a in atts)
+        batch_size = FETCH_BATCH_DATA if reads_bodies else FETCH_BATCH_META
         missing: list[int] = []
         unknown_cte = False
         # A few small messages are cheaper to serve on the loop than to hand to a thread (the hop and the
         # GIL hand-back cost more than reading 100 KiB); anything bigger goes to a worker.
         inline = len(targets) <= INLINE_FETCH_COUNT and sum(
             v.meta[u].size for _, u in targets) <= INLINE_FETCH_BYTES
-        for start in range(0, len(targets), batch_size):
-            chunk = [(s, v.meta[u]) for s, u in targets[start:start + batch_size]]
+        for chunk in _batches(targets, v.meta, batch_size, reads_bodies):
             if needs_store and not inline:
                 result = await self._store(fetch_batch, self.mailbox, plan, chunk)
             else:
@@ -1466,6 +1466,22 @@ class IMAPSession:
         v.pending_expunged.update(s for s, _ in pairs if s in v.meta)
         self._announce_expunged(sorted(v.pending_expunged))
         return Done("OK", f"{verb} completed")
+
+
+def _batches(targets: Sequence[tuple[int, int]], meta: dict[int, MessageMeta], count: int,
+             by_size: bool) -> Iterable[list[tuple[int, MessageMeta]]]:
+    """Worker-thread batches of at most `count` messages and, when bodies are read, FETCH_BATCH_BYTES."""
+    chunk: list[tuple[int, MessageMeta]] = []
+    size = 0
+    for seq, uid in targets:
+        m = meta[uid]
+        if chunk and (len(chunk) >= count or (by_size and size + m.size > FETCH_BATCH_BYTES)):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((seq, m))
+        size += m.size
+    if chunk:
+        yield chunk
 
 
 class _AlreadyAnswered(Exception):
