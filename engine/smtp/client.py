@@ -292,6 +292,9 @@ class SMTPConnection:
         except ConnectionLost as exc:
             conn.close()
             raise ConnectFailed(f"{host}[{address}]: {exc}") from None
+        except BaseException:           # cancelled (the engine is stopping): never leave the socket open
+            conn.close()
+            raise
         conn.greeting = greeting
         if greeting.code != SERVICE_READY:
             conn.close()
