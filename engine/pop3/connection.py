@@ -90,12 +90,15 @@ class Connection(asyncio.Protocol):
     def is_tls(self) -> bool:
         return self.transport is not None and self.transport.get_extra_info("sslcontext") is not None
 
-    async def readline(self, limit: int) -> bytes:
+    async def readline(self, limit: int, timeout: float | None = None) -> bytes:
         """The next line without its CRLF (a bare LF is accepted as well).
 
         Raises LineTooLong when the line, with its CRLF, exceeds `limit` octets — after skipping to its
-        end, so the next call reads the following command — and ConnectionClosed at end of input.
+        end, so the next call reads the following command — ConnectionClosed at end of input, and
+        TimeoutError when no whole line has come within `timeout` seconds.  A line already buffered
+        (pipelining) is returned without arming any timer.
         """
+        deadline: float | None = None
         while True:
             nl = self._buffer.find(b"\n")
             if nl >= 0:
@@ -117,7 +120,13 @@ class Connection(asyncio.Protocol):
             if self._eof:
                 raise ConnectionClosed
             self._readable.clear()
-            await self._readable.wait()
+            if timeout is None:
+                await self._readable.wait()
+                continue
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + timeout
+            async with asyncio.timeout_at(deadline):
+                await self._readable.wait()
 
     def _maybe_resume_reading(self) -> None:
         if self._reading_paused and len(self._buffer) <= READ_HIGH_WATER // 2 and self.transport is not None:
@@ -128,9 +137,12 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    async def drain(self) -> None:
-        """Waits while the transport's write buffer is above its high-water mark."""
-        await self._writable.wait()
+    async def drain(self, timeout: float | None = None) -> None:
+        """Waits while the transport's write buffer is above its high-water mark, at most `timeout`
+        seconds (then TimeoutError); returns at once, arming no timer, when there is room."""
+        if not self._writable.is_set():
+            async with asyncio.timeout(timeout):
+                await self._writable.wait()
         if self.transport is None or self.transport.is_closing():
             raise ConnectionClosed
 

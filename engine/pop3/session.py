@@ -156,8 +156,7 @@ class POP3Session:
             while not self._closing:
                 self.waiting_for_command = True
                 try:
-                    async with asyncio.timeout(self.idle_timeout):
-                        line = await self.conn.readline(parser.MAX_COMMAND_LINE)
+                    line = await self.conn.readline(parser.MAX_COMMAND_LINE, self.idle_timeout)
                 except LineTooLong:
                     self.conn.write(err(f"command line longer than {parser.MAX_COMMAND_LINE} octets"))
                     continue
@@ -183,8 +182,7 @@ class POP3Session:
         """Waits for the client to take our output; one that stops reading for the idle timeout is cut
         off, so it cannot hold the maildrop lock for ever."""
         try:
-            async with asyncio.timeout(self.idle_timeout):
-                await self.conn.drain()
+            await self.conn.drain(self.idle_timeout)
         except TimeoutError:
             log.info("pop3: %s stopped reading; dropping the connection", self.peer_ip)
             self.conn.abort()
@@ -311,8 +309,7 @@ class POP3Session:
                 self.conn.write(b"+ " + step.line + parser.CRLF)
                 await self._drain()
                 try:
-                    async with asyncio.timeout(self.idle_timeout):
-                        line = await self.conn.readline(sasl.MAX_LINE)
+                    line = await self.conn.readline(sasl.MAX_LINE, self.idle_timeout)
                 except LineTooLong:
                     raise sasl.SaslError(f"response line longer than {sasl.MAX_LINE} octets") from None
                 except TimeoutError:
