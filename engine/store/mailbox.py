@@ -163,6 +163,10 @@ def parse_flags(flags: Iterable[str]) -> tuple[set[str], set[str]]:
 class AccountMailbox:
     """One account: `<root>/<domain>/<user>/` (Maildir++) and its index.sqlite."""
 
+    # Seconds after our own change to a folder before one full rescan double-checks it (directory
+    # mtimes cannot tell our change from another program's made in between).
+    verify_after: float = 120.0
+
     def __init__(self, address: str, path: Path, names: NameMaker, notify: Notify | None = None,
                  fsync_pool: Executor | None = None) -> None:
         self.address = address
@@ -175,6 +179,8 @@ class AccountMailbox:
         self._inflight_lock = threading.Lock()
         self._flag_cache: dict[tuple[str, str], frozenset[str]] = {}
         self._status_cache: dict[int, tuple[tuple[object, ...], FolderStatus]] = {}
+        # fid -> when we first recorded our own directory change since the last full rescan
+        self._unverified: dict[int, float] = {}
         self._recent_version = 0   # bumped whenever files move between new/ and cur/ without a MODSEQ
         self._closed = False
         make_maildir(path, folder=False)
@@ -356,7 +362,9 @@ class AccountMailbox:
                 events.append(MailboxChanged(self.address, f.name))
                 raise NoSuchFolder(f"Mailbox {f.name} does not exist") from None
         if mtimes == (f.new_mtime, f.cur_mtime):
-            return f
+            since = self._unverified.get(f.id)
+            if since is None or time.monotonic() - since < self.verify_after:
+                return f
         self._rescan(f, mtimes, events)
         refreshed = self._find_folder(f.name)
         assert refreshed is not None
@@ -368,6 +376,7 @@ class AccountMailbox:
     def _rescan(self, f: _Folder, mtimes: tuple[int, int], events: list[Event]) -> None:
         """Makes the index match the directory: new files get new UIDs (never reused), vanished files
         become expunges, changed info suffixes become flag changes (with a new MODSEQ)."""
+        self._unverified.pop(f.id, None)
         on_disk: dict[str, tuple[str, str]] = {}
         for sub in ("cur", "new"):
             for entry in os.scandir(f.path / sub):
@@ -437,6 +446,9 @@ class AccountMailbox:
         change by another program.  A folder never scanned yet (NULL) stays due for its scan."""
         if f.new_mtime is None or f.cur_mtime is None:
             return
+        # Recording our own change hides any change another program made to the same directory
+        # since the last scan; such a folder gets one full rescan `verify_after` seconds later.
+        self._unverified.setdefault(f.id, time.monotonic())
         with contextlib.suppress(FileNotFoundError):
             new_m, cur_m = self._dir_mtimes(f)
             (db or self._db).execute("UPDATE folders SET new_mtime = ?, cur_mtime = ? WHERE id = ?",

@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from engine.events import Event, MailboxChanged, MessageStored
 from engine.interfaces import SEEN
 from engine.store import AccountMailbox, MailStore
@@ -122,3 +124,16 @@ def test_mailbox_changed_is_published_for_flag_changes_and_expunges(alice: Accou
     events.clear()
     alice.expunge("INBOX")
     assert events == [MailboxChanged(ALICE, "INBOX")]
+
+
+def test_a_hand_drop_masked_by_our_own_change_is_found_by_the_later_verification(
+    alice: AccountMailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice.append("INBOX", message("first"))
+    # Another program drops a file, and before anyone looks, a delivery records the new mtime.
+    (alice.path / "new" / f"{int(time.time())}.dropped.host").write_bytes(b"Subject: dropped\n\nx\n")
+    alice.append("INBOX", message("second"))
+    assert alice.status("INBOX").messages == 2           # masked: the mtime matches what we recorded
+    monkeypatch.setattr(AccountMailbox, "verify_after", 0.0)
+    assert alice.status("INBOX").messages == 3
+    assert {s.subject for s in alice.summaries("INBOX")} == {"first", "second", "dropped"}
