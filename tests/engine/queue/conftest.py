@@ -65,6 +65,7 @@ ZONE = """
     second.two.test.   0 IN A 127.0.0.1
     far.test.          0 IN MX 10 mx.far.test.
     mx.far.test.       0 IN A 127.0.0.1
+    relay.test.        0 IN A 127.0.0.1
 """
 SERVFAIL = {"servfail.test"}
 
