@@ -43,6 +43,7 @@ class MailStore:
         self._names = NameMaker(hostname or socket.gethostname())
         self._lock = threading.Lock()
         self._boxes: dict[str, AccountMailbox] = {}
+        self._opening: dict[str, threading.Lock] = {}
         # Deliveries block in fsync and in group-commit waits; many cheap threads let concurrent SMTP
         # sessions join the same flush instead of queueing behind each other.
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="postroom-store")
@@ -111,14 +112,28 @@ class MailStore:
             if self._closed:
                 raise StoreError("The mail store is closed")
             box = self._boxes.get(key)
-            if box is None:
-                path = self.root / domain / user
-                fresh = not path.exists()
-                box = AccountMailbox(key, path, self._names, self._notify, self._fsync_pool)
-                if fresh:
-                    for name in DEFAULT_FOLDERS:
-                        with contextlib.suppress(StoreError):
-                            box.create_folder(name, DEFAULT_FOLDERS[name])
+            if box is not None:
+                return box
+            opening = self._opening.setdefault(key, threading.Lock())
+        # Opening may rebuild a large index; do it outside the store-wide lock so deliveries to
+        # other accounts carry on, and under a per-account lock so it happens once.
+        with opening:
+            with self._lock:
+                box = self._boxes.get(key)
+            if box is not None:
+                return box
+            path = self.root / domain / user
+            fresh = not path.exists()
+            box = AccountMailbox(key, path, self._names, self._notify, self._fsync_pool)
+            if fresh:
+                for name, special in DEFAULT_FOLDERS.items():
+                    with contextlib.suppress(StoreError):
+                        box.create_folder(name, special)
+            with self._lock:
+                self._opening.pop(key, None)
+                if self._closed:
+                    box.close()
+                    raise StoreError("The mail store is closed")
                 self._boxes[key] = box
         return box
 
@@ -132,7 +147,11 @@ class MailStore:
         SMTP connection never leaves a half-indexed message."""
         loop = asyncio.get_running_loop()
         job = functools.partial(self.deliver_sync, addresses, data, folder, quota=quota)
-        return await asyncio.shield(loop.run_in_executor(self._executor, job))
+        try:
+            future = loop.run_in_executor(self._executor, job)
+        except RuntimeError as exc:   # executor shut down by close()
+            raise StoreError("The mail store is closed") from exc
+        return await asyncio.shield(future)
 
     def deliver_sync(self, addresses: Sequence[str], data: bytes, folder: str = "INBOX",
                      *, quota: Quota = None) -> dict[str, int]:
