@@ -172,6 +172,14 @@ class Resolver:
             found.addresses += [rdata.to_text() for rdata in answer]
         return found
 
+    async def lookup(self, name: str, rdtype: str) -> dns.resolver.Answer:
+        """One query (TXT, A, AAAA, MX, PTR) over the same nameservers, timeouts and cache as routing.
+
+        For mail authentication (engine/mailauth), which classifies dnspython's exceptions itself:
+        NXDOMAIN/NoAnswer mean "no such record", anything else a temporary failure.
+        """
+        return await self._resolver.resolve(name, rdtype, search=False)
+
     async def addresses(self, host: str) -> tuple[str, ...]:
         """A then AAAA of one host (the smarthost); RouteError when there are none."""
         found = await self._addresses(host)
