@@ -8,8 +8,10 @@ the delivery log.  The directory is asked afresh each time, so the CLI's changes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from engine.events import DirectoryChanged, Event
 from engine.services import Services
 from engine.smtp import codes
 from engine.smtp.addresses import Address, Path, relay_trick
@@ -32,12 +34,73 @@ class Route:
     remote: tuple[str, ...]
 
 
+class DirectoryView:
+    """The directory's routing answers, remembered until the directory changes.
+
+    Each RCPT would otherwise cost an IDNA conversion and several queries twice over.  Changes made by
+    another process move `data_version()`; changes made through this process's Directory are announced
+    as `DirectoryChanged` on the bus; either empties the memory before the next answer.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, services: Services) -> None:
+        self._directory = services.directory
+        self._version: int | None = None
+        self._stale = True
+        self._domains: dict[str, bool] = {}
+        self._expansions: dict[str, tuple[list[str], list[str]]] = {}
+        self._events = services.events
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, DirectoryChanged):
+            self._stale = True
+
+    def _check(self) -> None:
+        if self._unsubscribe is None:
+            self._unsubscribe = self._events.subscribe(self._on_event)
+            self._stale = True
+        version = self._directory.data_version()
+        if self._stale or version != self._version or len(self._expansions) > self.MAX_ENTRIES:
+            self._stale = False
+            self._version = version
+            self._domains.clear()
+            self._expansions.clear()
+
+    def is_local_domain(self, domain: str) -> bool:
+        self._check()
+        known = self._domains.get(domain)
+        if known is None:
+            known = self._domains[domain] = bool(self._directory.is_local_domain(domain))
+        return known
+
+    def expand(self, address: str) -> tuple[list[str], list[str]]:
+        """(local accounts, remote addresses), as engine.auth.Directory.expand; callers must not mutate."""
+        self._check()
+        known = self._expansions.get(address)
+        if known is None:
+            local, remote = self._directory.expand(address)
+            known = self._expansions[address] = (list(local), list(remote))
+        return known
+
+    def close(self) -> None:
+        """Stops listening to the bus (and forgets everything: the next use starts afresh)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+
 class Policy:
     def __init__(self, services: Services, role: str) -> None:
         if role not in ROLES:
             raise ValueError(f"unknown SMTP role {role!r} (one of {', '.join(ROLES)})")
         self.services = services
         self.role = role
+        self.directory = DirectoryView(services)
+
+    def close(self) -> None:
+        self.directory.close()
 
     @property
     def submission(self) -> bool:
@@ -64,7 +127,7 @@ class Policy:
         A source route was already dropped by the parser (RFC 5321 §4.1.1.3): only the final mailbox
         decides, so `<@our.domain:victim@elsewhere>` is simply a remote recipient.
         """
-        directory = self.services.directory
+        directory = self.directory
         if not address.domain:                               # <Postmaster>, RFC 5321 §4.1.1.3
             local, remote = directory.expand("postmaster")
             return self._found(address, list(local), list(remote))

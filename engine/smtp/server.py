@@ -43,6 +43,7 @@ from engine.smtp.message import (
     unstuff,
 )
 from engine.smtp.policy import Policy, Refusal
+from engine.smtp.records import RecordWriter
 
 log = logging.getLogger(__name__)
 
@@ -217,15 +218,12 @@ class SMTPSession(SMTP):
         self.transport.close()
 
     def _record(self, event: str, **fields: Any) -> None:
-        recorder = self.services.log
-        if recorder is None:
+        records = self.listener.records
+        if records is None:
             return
         fields.setdefault("client_ip", self.client_ip)
         fields.setdefault("role", self.listener.role)
-        try:
-            recorder.record(event, **fields)
-        except Exception:
-            log.exception("delivery log refused a %s entry", event)
+        records.record(event, **fields)
 
     def _refused(self, refusal: Refusal | Reply, **fields: Any) -> Awaitable[None]:
         reply = refusal.reply if isinstance(refusal, Refusal) else refusal
@@ -515,7 +513,7 @@ class SMTPSession(SMTP):
             await self._refused(refusal, sender=str(parsed.path.address or ""))
             return
         self._new_transaction(Transaction(parsed.path, utf8, new_message_id()))
-        if self._reverse_name is None:
+        if self._reverse_name is None and self.listener.wants_reverse_name(self.client_ip):
             self._reverse_name = asyncio.ensure_future(self.listener.reverse_name(self.client_ip))
         await self._reply(codes.SENDER_OK)
 
@@ -786,6 +784,7 @@ class SMTPListener:
         self.connections = ConnectionCounter(services.config.limits.connections_per_ip)
         self.sessions: set[SMTPSession] = set()
         self.stopping = False
+        self.records: RecordWriter | None = None
         self._server: asyncio.Server | None = None
         self._all_closed: asyncio.Event | None = None
         self._resolver: Any = None
@@ -806,6 +805,8 @@ class SMTPListener:
         self._server = await loop.create_server(
             lambda: SMTPSession(self), host, port, ssl=implicit,
             ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None, reuse_address=True)
+        if self.services.log is not None:
+            self.records = RecordWriter(self.services.log, name=f"{self.role}-log")
         log.info("%s listening on %s", self.role, self.address)
 
     @property
@@ -840,16 +841,22 @@ class SMTPListener:
             await asyncio.wait(tasks, timeout=1.0)
         await self._server.wait_closed()
         self._server = None
+        self.policy.close()
+        if self.records is not None:
+            await asyncio.to_thread(self.records.close)
+            self.records = None
         log.info("%s stopped", self.role)
 
-    async def reverse_name(self, ip: str) -> str | None:
-        """The client's reverse DNS name for the Received: line; None for loopback or on any failure."""
+    @staticmethod
+    def wants_reverse_name(ip: str) -> bool:
+        """Loopback needs no lookup (the Received: line shows the address alone)."""
         try:
-            addr = ipaddress.ip_address(ip)
+            return not ipaddress.ip_address(ip).is_loopback
         except ValueError:
-            return None
-        if addr.is_loopback:
-            return None
+            return False
+
+    async def reverse_name(self, ip: str) -> str | None:
+        """The client's reverse DNS name for the Received: line; None on any failure."""
         try:
             if self._resolver is None:
                 dns_settings = self.services.config.dns

@@ -106,6 +106,8 @@ class Server:
     def log_events(self, event: str | None = None) -> list[Any]:
         log = self.services.log
         assert isinstance(log, DeliveryLog)
+        if self.listener.records is not None:
+            assert self.listener.records.flush(), "the log writer keeps up"
         return log.query(status=event, limit=None, oldest_first=True)
 
     def smtp(self, **kwargs: Any) -> smtplib.SMTP:
@@ -212,7 +214,7 @@ def make_server(tmp_path: Path, loop_thread: LoopThread,
     data = tmp_path / "data"
     data.mkdir()
     events = EventBus()
-    directory = Directory(data / "state.sqlite", hasher=FAST_HASH)
+    directory = Directory(data / "state.sqlite", notify=events.publish, hasher=FAST_HASH)
     directory.add_domain("example.test")
     directory.add_account("alice@example.test", "alice-pw")
     directory.add_account("bob@example.test", "bob-pw")

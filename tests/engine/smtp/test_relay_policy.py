@@ -8,8 +8,15 @@ import time
 
 import pytest
 
-from engine.auth import AuthFailureLimiter
-from tests.engine.smtp.conftest import MESSAGE, RecordingOutbound, Server, ServerFactory, client_tls
+from engine.auth import AuthFailureLimiter, Directory
+from tests.engine.smtp.conftest import (
+    FAST_HASH,
+    MESSAGE,
+    RecordingOutbound,
+    Server,
+    ServerFactory,
+    client_tls,
+)
 
 # --- the MX ---------------------------------------------------------------------------------------
 
@@ -212,3 +219,17 @@ def test_a_cancelled_or_garbled_exchange_gets_501(submission: Server) -> None:
         assert c.command("AUTH CRAM-MD5").startswith("504 5.5.4")
         assert c.login("alice@example.test", "alice-pw").startswith("235 ")
         assert c.login("alice@example.test", "alice-pw").startswith("503 5.5.1")
+
+
+def test_directory_changes_apply_to_the_next_rcpt(mx: Server) -> None:
+    """From this process (announced on the bus) and from another connection, as the CLI makes them."""
+    assert rcpt(mx, "<sales@example.test>")[0].startswith("550 5.1.1")
+    mx.services.directory.add_alias("sales@example.test", ["alice@example.test"])
+    assert rcpt(mx, "<sales@example.test>")[0].startswith("250 2.1.5")
+    assert rcpt(mx, "<carol@other.test>")[0].startswith("554 5.7.1")
+    with Directory(mx.data_dir / "state.sqlite", hasher=FAST_HASH) as cli:
+        cli.add_domain("other.test")
+        cli.add_account("carol@other.test", "carol-pw")
+        cli.remove_alias("sales@example.test")
+    assert rcpt(mx, "<carol@other.test>", "<sales@example.test>")[0].startswith("250 2.1.5")
+    assert rcpt(mx, "<sales@example.test>")[0].startswith("550 5.1.1")
