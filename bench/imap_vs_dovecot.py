@@ -324,8 +324,9 @@ def main() -> None:
             dovecot, dport = start_dovecot(tmpdir / "dovecot", maildir)
             targets = {"postroom": (port, ADDRESS), "dovecot": (dport, USER_LOCAL)}
             for label, fn in ROWS:
-                for name, (p, user) in targets.items():
-                    for run in range(args.runs + 1):     # run 0 warms caches and is not counted
+                # alternate the servers run by run, so a burst of load elsewhere hits both alike
+                for run in range(args.runs + 1):         # run 0 warms caches and is not counted
+                    for name, (p, user) in targets.items():
                         took, size = fn(p, user)
                         if run:
                             results.setdefault(label, {}).setdefault(name, []).append(took)

@@ -156,13 +156,14 @@ def read_many(mb: Mailbox, folder: str, uids: Sequence[int]) -> Iterator[tuple[i
     if bulk is not None:
         yield from bulk(folder, uids)
         return
+    # No resync first: message files are immutable, so a stale index can only point at a file that has
+    # been renamed or removed since, and then the store's own read (which resyncs) is asked instead.
     paths: dict[int, Path] = {}
     reader = index_reader(mb)
-    if reader is not None and len(uids) > 1:
+    if reader is not None:
         try:
-            mb.status(folder)            # lets the store notice changes made behind its back first
             paths = reader.paths(folder, uids)
-        except (sqlite3.Error, StoreError):
+        except sqlite3.Error:
             paths = {}
     if paths:
         from engine.store.maildir import to_wire
@@ -193,12 +194,11 @@ class Loader:
     def __call__(self, uid: int) -> bytes:
         if self._paths is None:
             self._paths = {}
-            reader = index_reader(self.mb) if len(self.uids) > 1 else None
+            reader = index_reader(self.mb)
             if reader is not None:
                 try:
-                    self.mb.status(self.folder)
                     self._paths = reader.paths(self.folder, self.uids)
-                except (sqlite3.Error, StoreError):
+                except sqlite3.Error:
                     self._paths = {}
         path = self._paths.get(uid)
         if path is not None:
