@@ -14,6 +14,7 @@ import ssl
 import textwrap
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,7 +155,7 @@ class _Handler:
         self.server.received.append(Received(
             mail_from=envelope.mail_from or "", rcpt_tos=tuple(envelope.rcpt_tos),
             content=envelope.original_content or b"", helo=session.host_name or "",
-            tls=session.ssl is not None, mail_options=tuple(envelope.mail_options), port=port))
+            tls=session.ssl is not None or server.transport.get_extra_info("sslcontext") is not None, mail_options=tuple(envelope.mail_options), port=port))
         return "250 2.0.0 Ok: queued"
 
 
@@ -165,7 +166,8 @@ class MXServer:
                  behaviours: dict[str, str] | None = None, default: str = ACCEPT,
                  tls_context: ssl.SSLContext | None = None, pipelining: bool = True,
                  data_size_limit: int = 33554432, smtputf8: bool = True,
-                 credentials: dict[str, str] | None = None) -> None:
+                 credentials: dict[str, str] | None = None,
+                 implicit_tls: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.requested_port = port
         self.hostname = hostname
@@ -176,6 +178,7 @@ class MXServer:
         self.data_size_limit = data_size_limit
         self.smtputf8 = smtputf8
         self.credentials = credentials
+        self.implicit_tls = implicit_tls
         self.logins: list[str] = []
         self.received: list[Received] = []
         self.rcpt_attempts: list[str] = []
@@ -188,13 +191,21 @@ class MXServer:
 
     def _factory(self) -> SMTP:
         self.connections += 1
-        proto = SMTP(self._handler, hostname=self.hostname, ident="ESMTP test", tls_context=self.tls_context,
+        with warnings.catch_warnings():
+            # aiosmtpd warns about AUTH without STARTTLS, which is what implicit TLS looks like to it.
+            warnings.simplefilter("ignore", UserWarning)
+            proto = self._make_protocol()
+        self._protocols.append(proto)
+        return proto
+
+    def _make_protocol(self) -> SMTP:
+        return SMTP(self._handler, hostname=self.hostname, ident="ESMTP test", tls_context=self.tls_context,
                      require_starttls=False, enable_SMTPUTF8=self.smtputf8,
                      data_size_limit=self.data_size_limit, timeout=30,
                      authenticator=self._authenticate if self.credentials is not None else None,
-                     auth_required=self.credentials is not None)
-        self._protocols.append(proto)
-        return proto
+                     auth_required=self.credentials is not None,
+                     # aiosmtpd only counts STARTTLS as TLS; with implicit TLS the session is already secure.
+                     auth_require_tls=self.implicit_tls is None)
 
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                       auth_data: Any) -> AuthResult:
@@ -211,7 +222,7 @@ class MXServer:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self._server = await loop.create_server(self._factory, host=self.host, port=self.requested_port,
-                                                family=family, reuse_address=True)
+                                                family=family, reuse_address=True, ssl=self.implicit_tls)
         return self
 
     @property
