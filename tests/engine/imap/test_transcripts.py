@@ -303,3 +303,31 @@ def test_imap4rev2_behaviour_after_enable(server: IMAPServer, raw: Raw) -> None:
 def test_wildcards_in_names_are_refused(raw: Raw) -> None:
     raw.login()
     assert raw.cmd(b"c", b'CREATE "a*b"') == [b"c NO [CANNOT] Mailbox names cannot contain the LIST wildcards * and %\r\n"]
+
+
+def test_expunge_reports_each_message_once_with_current_numbers(server: IMAPServer, raw: Raw) -> None:
+    for i in range(5):
+        server.deliver(ALICE, message(f"m{i}"))
+    raw.login()
+    raw.cmd(b"s", b"SELECT INBOX")
+    raw.cmd(b"d", b"STORE 2,4 +FLAGS.SILENT (\\Deleted)")
+    # highest first: each number is still valid when the client applies it (RFC 3501 §7.4.1)
+    assert raw.cmd(b"x", b"EXPUNGE") == [b"* 4 EXPUNGE\r\n", b"* 2 EXPUNGE\r\n", b"x OK EXPUNGE completed\r\n"]
+    assert raw.cmd(b"f", b"FETCH 1:* (UID)") == [b"* 1 FETCH (UID 1)\r\n", b"* 2 FETCH (UID 3)\r\n",
+                                                   b"* 3 FETCH (UID 5)\r\n", b"f OK FETCH completed\r\n"]
+    raw.cmd(b"d", b"STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert raw.cmd(b"c", b"CLOSE") == [b"c OK CLOSE completed\r\n"]          # silently
+    assert raw.cmd(b"t", b"STATUS INBOX (MESSAGES)") == [b"* STATUS INBOX (MESSAGES 2)\r\n",
+                                                          b"t OK STATUS completed\r\n"]
+
+
+def test_a_message_renamed_behind_the_stores_back_is_still_served(server: IMAPServer, raw: Raw) -> None:
+    import os
+    uid = server.deliver(ALICE, message("renamed"))
+    raw.login()
+    raw.cmd(b"s", b"SELECT INBOX")
+    path = server.store.mailbox(ALICE).path_of("INBOX", uid)
+    os.rename(path, path.parent.parent / "cur" / (path.name.split(":2,")[0] + ":2,FS"))   # e.g. mutt
+    out = raw.cmd(b"f", b"UID FETCH %d (BODY.PEEK[])" % uid)
+    assert out[0].endswith(message("renamed") + b")\r\n"), out
+    assert raw.cmd(b"n", b"NOOP")[0] == b"* 1 FETCH (UID 1 FLAGS (\\Seen \\Flagged \\Recent))\r\n"
