@@ -583,6 +583,10 @@ class IMAPSession:
             self.untagged(f"BYE {h}")
             with contextlib.suppress(ConnectionClosed):
                 await self.flush()
+        except TimeoutError:            # the client went quiet in the middle of a command (SASL, literal)
+            self.untagged("BYE Autologout; idle for too long")
+            with contextlib.suppress(ConnectionClosed):
+                await self.flush()
         except ConnectionClosed:
             pass
         finally:
@@ -1038,6 +1042,9 @@ class IMAPSession:
             return Done("NO", "INBOX already exists", "ALREADYEXISTS")
         # RFC 3501 §6.3.5: renaming INBOX moves its messages into the new mailbox (the store does this).
         await self._store(self.mailbox.rename_folder, old, new)
+        v = self.view
+        if v is not None and old != "INBOX" and (v.name == old or v.name.startswith(old + SEPARATOR)):
+            v.name = new + v.name[len(old):]        # the selected mailbox moved with its new name
         return Done("OK", "RENAME completed")
 
     async def cmd_SUBSCRIBE(self, cmd: Command) -> Done:

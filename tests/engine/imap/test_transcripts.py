@@ -331,3 +331,15 @@ def test_a_message_renamed_behind_the_stores_back_is_still_served(server: IMAPSe
     out = raw.cmd(b"f", b"UID FETCH %d (BODY.PEEK[])" % uid)
     assert out[0].endswith(message("renamed") + b")\r\n"), out
     assert raw.cmd(b"n", b"NOOP")[0] == b"* 1 FETCH (UID 1 FLAGS (\\Seen \\Flagged \\Recent))\r\n"
+
+
+def test_renaming_the_selected_mailbox_keeps_it_selected(server: IMAPServer, raw: Raw) -> None:
+    raw.login()
+    raw.cmd(b"c", b"CREATE Old")
+    data = message("kept")
+    raw.cmd(b"a", b"APPEND Old {%d+}\r\n%s" % (len(data), data))
+    raw.cmd(b"s", b"SELECT Old")
+    assert raw.cmd(b"r", b"RENAME Old New") == [b"r OK RENAME completed\r\n"]
+    assert raw.cmd(b"n", b"NOOP") == [b"n OK NOOP completed\r\n"]
+    assert raw.cmd(b"f", b"FETCH 1 (RFC822.SIZE)") == [b"* 1 FETCH (RFC822.SIZE %d)\r\n" % len(data),
+                                                       b"f OK FETCH completed\r\n"]
