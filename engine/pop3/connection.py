@@ -62,7 +62,9 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         self._eof = True
         self._readable.set()
-        return None                     # close our side too: POP3 has no half-closed use
+        # Keep our side open so replies to commands already received (a QUIT) still reach a client that
+        # half-closed; the session closes when done.  TLS cannot stay half-open, and asyncio says so.
+        return None if self.is_tls else True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True

@@ -464,3 +464,15 @@ def test_any_line_gets_one_status_reply_and_the_session_survives(server: POP3Ser
         assert w.cmd("STAT").startswith(b"+OK 1 ")
     finally:
         w.close()
+
+
+def test_quit_then_half_close_still_gets_its_reply_and_applies_deletions(server: POP3Server, wire: Any) -> None:
+    server.deliver(ALICE, message("gone"))
+    w = wire()
+    w.login()
+    w.send(b"DELE 1\r\nQUIT\r\n")
+    w.sock.shutdown(socket.SHUT_WR)
+    assert w.line() == b"+OK message 1 deleted\r\n"
+    assert w.line() == b"+OK Postroom POP3 server signing off (maildrop empty)\r\n"
+    assert w.closed()
+    assert server.uids() == []
