@@ -293,7 +293,9 @@ def main() -> None:
             if dovecot is not None:
                 stop(dovecot)
 
-    print(f"\nRETR 1..{args.messages} of {args.size} octets, median of {args.runs} runs (loopback, 2 cores)")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nRETR 1..{args.messages} of {args.size} octets, median of {args.runs} runs "
+          f"(loopback, {os.cpu_count()} cores, load average {load})")
     print(f"{'server':10} {'one at a time':>15} {'msg/s':>8} {'pipelined':>12} {'msg/s':>8}")
     for name in ("postroom", "dovecot"):
         seq = statistics.median(results[name]["seq"])
