@@ -2,14 +2,16 @@
 
 `Services.inbound_filters` holds coroutine functions; after DATA the server awaits each in turn with an
 `InboundMessage`, and each returns None (pass it on unchanged), new message bytes (e.g. with an
-Authentication-Results or DKIM-Signature header prepended), or a `Reply` that refuses the message.
+Authentication-Results or DKIM-Signature header prepended), a `Reply` that refuses the message, or a
+`FilterVerdict` that can also send the local copies to another folder (Junk) and add delivery-log fields.
 A filter that raises gets the message a 451 4.3.0 (try again later) and a logged traceback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from engine.smtp.codes import Reply
 
@@ -28,5 +30,15 @@ class InboundMessage:
     data: bytes                   # the whole message, our Received: line first
 
 
-FilterResult = bytes | Reply | None
+@dataclass(frozen=True)
+class FilterVerdict:
+    """A filter's answer when bytes or a Reply alone do not say enough."""
+
+    data: bytes | None = None           # the message to pass on; None: unchanged
+    folder: str | None = None           # local copies go to this folder (e.g. "Junk") instead of INBOX
+    reply: Reply | None = None          # refuse the message with this reply
+    log: Mapping[str, Any] = field(default_factory=dict)   # extra fields for its delivery-log rows
+
+
+FilterResult = bytes | Reply | FilterVerdict | None
 InboundFilter = Callable[[InboundMessage], Awaitable[FilterResult]]

@@ -32,7 +32,7 @@ from engine.services import Services
 from engine.smtp import codes
 from engine.smtp.addresses import AddressError, Path, parse_mail_from, parse_rcpt_to
 from engine.smtp.codes import Reply
-from engine.smtp.filters import InboundMessage
+from engine.smtp.filters import FilterVerdict, InboundMessage
 from engine.smtp.message import (
     MAX_RECEIVED,
     DataCollector,
@@ -670,16 +670,16 @@ class SMTPSession(SMTP):
                                 recipient=list(txn.recipients), size=len(data))
             return
         message = await self._trace(txn) + data
-        outcome = await self._run_filters(txn, message)
+        outcome, folder, extra = await self._run_filters(txn, message)
         if isinstance(outcome, Reply):
             await self._refused(outcome, message_id=txn.message_id, sender=txn.sender_text,
-                                recipient=list(txn.recipients), size=len(message))
+                                recipient=list(txn.recipients), size=len(message), **extra)
             return
         message = outcome
         queue_id = ""
         try:
             if txn.local:
-                await self.services.store.deliver(list(txn.local), message)
+                await self.services.store.deliver(list(txn.local), message, folder)
             if txn.remote:
                 outbound = self.services.outbound
                 if outbound is None:        # checked at RCPT; the queue cannot vanish, but never drop
@@ -702,10 +702,10 @@ class SMTPSession(SMTP):
         self._record("received", message_id=txn.message_id, sender=txn.sender_text,
                      recipient=list(txn.recipients), size=len(message), queue_id=queue_id,
                      tls=self._tls_version() or "none", helo=self.session_helo,
-                     authenticated_as=self.account or "")
+                     authenticated_as=self.account or "", **extra)
         if txn.local:
             self._record("delivered", message_id=txn.message_id, sender=txn.sender_text,
-                         recipient=list(txn.local), size=len(message), folder="INBOX")
+                         recipient=list(txn.local), size=len(message), folder=folder, **extra)
         await self._reply(codes.MESSAGE_ACCEPTED.with_text(f"Message accepted as {txn.message_id}"))
 
     async def _delivery_failed(self, txn: Transaction, reply: Reply, reason: str, size: int) -> None:
@@ -713,7 +713,11 @@ class SMTPSession(SMTP):
                      recipient=list(txn.recipients), size=size, reason=reason, reply=reply.line())
         await self._reply(reply)
 
-    async def _run_filters(self, txn: Transaction, message: bytes) -> bytes | Reply:
+    async def _run_filters(self, txn: Transaction,
+                           message: bytes) -> tuple[bytes | Reply, str, dict[str, Any]]:
+        """(the message as the filters left it, or the Reply refusing it; local folder; log fields)."""
+        folder = "INBOX"
+        extra: dict[str, Any] = {}
         for inbound_filter in self.services.inbound_filters:
             info = InboundMessage(
                 role=self.listener.role, client_ip=self.client_ip, helo=self.session_helo,
@@ -724,12 +728,20 @@ class SMTPSession(SMTP):
             except Exception:
                 log.exception("%s: inbound filter %r failed on %s", self.client_ip, inbound_filter,
                               txn.message_id)
-                return codes.LOCAL_ERROR
-            if isinstance(result, Reply):
-                return result
-            if isinstance(result, bytes):
+                return codes.LOCAL_ERROR, folder, extra
+            if isinstance(result, FilterVerdict):
+                extra.update(result.log)
+                if result.reply is not None:
+                    return result.reply, folder, extra
+                if result.data is not None:
+                    message = result.data
+                if result.folder:
+                    folder = result.folder
+            elif isinstance(result, Reply):
+                return result, folder, extra
+            elif isinstance(result, bytes):
                 message = result
-        return message
+        return message, folder, extra
 
     @property
     def session_helo(self) -> str:
