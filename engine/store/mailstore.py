@@ -157,9 +157,11 @@ class MailStore:
                      *, quota: Quota = None) -> dict[str, int]:
         """The blocking half of deliver(): write once, link everywhere, group-commit per account."""
         boxes: dict[str, AccountMailbox] = {}
+        given: dict[str, str] = {}   # address as the caller spelled it -> account
         for address in addresses:
             box = self.mailbox(address)
             boxes.setdefault(box.address, box)
+            given[address] = box.address
         if not boxes:
             return {}
         disk = to_disk(data)
@@ -169,7 +171,11 @@ class MailStore:
         base = self._names.make(len(disk), size)
         items: list[tuple[AccountMailbox, _Incoming]] = []
         for address, box in boxes.items():
-            limit = quota.get(address) if isinstance(quota, Mapping) else quota
+            if isinstance(quota, Mapping):
+                spellings = [a for a, account in given.items() if account == address and a in quota]
+                limit = quota[spellings[0]] if spellings else quota.get(address)
+            else:
+                limit = quota
             items.append((box, box.incoming(folder, base, len(disk), size, summary, when, limit)))
         first = items[0][1]
         tmp = first.dirpath / "tmp" / base
@@ -198,4 +204,4 @@ class MailStore:
                 uids[box.address] = result[1]
         if errors:
             raise errors[0]
-        return uids
+        return {address: uids[account] for address, account in given.items()}

@@ -61,7 +61,7 @@ async def test_delivery_fsyncs_file_before_it_appears_and_directory_before_retur
 
 async def test_one_message_for_several_accounts_is_one_file_linked_into_each(store: MailStore) -> None:
     uids = await store.deliver([ALICE, BOB, ALICE.upper()], message("shared"))
-    assert uids == {ALICE: 1, BOB: 1}
+    assert uids == {ALICE: 1, BOB: 1, ALICE.upper(): 1}   # keyed as the caller spelled them
     a = next(_inbox_new(store, ALICE).iterdir())
     b = next(_inbox_new(store, BOB).iterdir())
     assert os.path.samefile(a, b)
