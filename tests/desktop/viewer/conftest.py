@@ -92,8 +92,10 @@ VIEWER_LISTEN = {"smtp": ListenAddress("127.0.0.1", 0), "submission": ListenAddr
 
 
 @pytest.fixture
-def engine_thread(data_dir: Path) -> Iterator[EngineThread]:
-    thread = EngineThread(Engine(data_dir, listen=dict(VIEWER_LISTEN)))
+def engine_thread(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[EngineThread]:
+    """Parametrize indirectly with a listen table to run other services (e.g. no submission)."""
+    listen = getattr(request, "param", VIEWER_LISTEN)
+    thread = EngineThread(Engine(data_dir, listen=dict(listen)))
     thread.start()
     yield thread
     thread.shutdown()

@@ -34,6 +34,7 @@ def make_panel(qtbot: Any, bridge: EngineBridge, tmp_path: Path, backend: Any) -
     qtbot.addWidget(panel)
     panel.resize(1200, 800)
     panel.show()
+    activate(qtbot, panel)
     qtbot.waitUntil(lambda: panel.account_combo.findData(ALICE) >= 0, timeout=WAIT)
     return panel
 
@@ -48,6 +49,14 @@ def open_account(qtbot: Any, panel: MailboxViewerPanel, password: str, *, rememb
     dialog.remember.setChecked(remember)
     dialog.open_button.click()
     qtbot.waitUntil(lambda: panel.account == ALICE and panel.folder == "INBOX", timeout=WAIT)
+    activate(qtbot, panel)
+
+
+def activate(qtbot: Any, panel: MailboxViewerPanel) -> None:
+    """Keyboard shortcuts go to the active window only (a closed dialog does not give activation back
+    under the offscreen platform)."""
+    panel.activateWindow()
+    qtbot.waitUntil(panel.isActiveWindow, timeout=WAIT)
 
 
 def rows(panel: MailboxViewerPanel) -> list[str]:
