@@ -120,19 +120,27 @@ def public_address(config: Config) -> str | None:
     return None
 
 
-def _dkim_record(config: Config, domain: str) -> tuple[str, str] | None:
-    """(owner name, TXT value) once DKIM signing exists and the domain has a key; else None."""
+def _dkim_records(config: Config, domain: str) -> list[tuple[str, str]]:
+    """(owner name, TXT value) for each DKIM selector the domain publishes (engine/mailauth); [] if none."""
     try:
-        module = importlib.import_module("engine.mailauth.dkim")
+        module = importlib.import_module("engine.mailauth.records")
     except ImportError:
-        return None
-    func: Callable[[Config, str], tuple[str, str] | None] | None = getattr(module, "dns_record", None)
+        return []
+    func: Callable[[Config, str], list[tuple[str, str]]] | None = getattr(module, "dkim_records", None)
     if func is None:
-        return None
+        return []
     try:
         return func(config, domain)
     except Exception:
-        return None
+        return []
+
+
+def _spf_value(config: Config) -> str:
+    """SPF_VALUE, or with the smarthost's mechanism when one is set (engine/mailauth decides which)."""
+    try:
+        return str(importlib.import_module("engine.mailauth.records").spf_value(config))
+    except Exception:
+        return SPF_VALUE
 
 
 async def dns_records(config: Config, domain: str) -> list[Record]:
@@ -175,18 +183,17 @@ async def dns_records(config: Config, domain: str) -> list[Record]:
             return (PRESENT if any(same(f) for f in mine) else DIFFERENT), "; ".join(mine)
         return judge
 
-    add(Record("TXT", domain, SPF_VALUE, purpose="SPF: only this domain's MX hosts send its mail."),
-        "TXT", judge_tagged("v=spf1", SPF_VALUE, False))
+    spf = _spf_value(config)
+    add(Record("TXT", domain, spf, purpose="SPF: only this domain's MX hosts (and the smarthost, if one is "
+               "set) send its mail."), "TXT", judge_tagged("v=spf1", spf, False))
     dmarc = dmarc_value(domain)
     add(Record("TXT", f"_dmarc.{domain}", dmarc,
                purpose="DMARC: what receivers do with mail failing SPF/DKIM, and where to send reports."),
         "TXT", judge_tagged("v=DMARC1", dmarc, True))
-    dkim = _dkim_record(config, domain)
-    if dkim is not None:
-        dkim_name, dkim_value = dkim
+    for dkim_name, dkim_value in _dkim_records(config, domain):
         key = re.search(r"p=([A-Za-z0-9+/=\s]+)", dkim_value)
 
-        def judge_dkim(found: list[str]) -> tuple[str, str]:
+        def judge_dkim(found: list[str], key: re.Match[str] | None = key) -> tuple[str, str]:
             if not found:
                 return MISSING, ""
             want = re.sub(r"\s", "", key.group(1)) if key else ""

@@ -82,6 +82,7 @@ class Engine:
         self.store: Any = None
         self.log: Any = None
         self.queue: Any = None
+        self.mailauth: Any = None
         self._listeners: dict[str, Listener] = {}
         self._states: dict[str, ListenerState] = {}
         self._watch_task: asyncio.Task[None] | None = None
@@ -112,6 +113,10 @@ class Engine:
         self.services.log = self.log
         self.queue = _optional(lambda: importlib.import_module("engine.queue").Queue(self.services))
         self.services.outbound = self.queue
+        # DKIM signing of submitted mail, SPF/DKIM/DMARC/ARC checks on the MX (engine/mailauth).
+        self.mailauth = _optional(lambda: importlib.import_module("engine.mailauth").MailAuth(self.services))
+        if self.mailauth is not None:
+            self.services.inbound_filters.append(self.mailauth.inbound)
         self._opened = True
 
     def close(self) -> None:
