@@ -57,7 +57,8 @@ class DirectoryView:
         if isinstance(event, DirectoryChanged):
             self._stale = True
 
-    def _check(self) -> None:
+    def refresh(self) -> None:
+        """Forgets everything if the directory changed since the last answers (one cheap query)."""
         if self._unsubscribe is None:
             self._unsubscribe = self._events.subscribe(self._on_event)
             self._stale = True
@@ -69,15 +70,15 @@ class DirectoryView:
             self._expansions.clear()
 
     def is_local_domain(self, domain: str) -> bool:
-        self._check()
+        """As engine.auth.Directory.is_local_domain, as of the last `refresh()`."""
         known = self._domains.get(domain)
         if known is None:
             known = self._domains[domain] = bool(self._directory.is_local_domain(domain))
         return known
 
     def expand(self, address: str) -> tuple[list[str], list[str]]:
-        """(local accounts, remote addresses), as engine.auth.Directory.expand; callers must not mutate."""
-        self._check()
+        """(local accounts, remote addresses) as engine.auth.Directory.expand, as of the last `refresh()`;
+        callers must not mutate the lists."""
         known = self._expansions.get(address)
         if known is None:
             local, remote = self._directory.expand(address)
@@ -128,6 +129,7 @@ class Policy:
         decides, so `<@our.domain:victim@elsewhere>` is simply a remote recipient.
         """
         directory = self.directory
+        directory.refresh()
         if not address.domain:                               # <Postmaster>, RFC 5321 §4.1.1.3
             local, remote = directory.expand("postmaster")
             return self._found(address, list(local), list(remote))

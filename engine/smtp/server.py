@@ -120,6 +120,7 @@ class SMTPSession(SMTP):
         self._decode_data = False
         self._timeout_duration = config.limits.smtp_timeout
         self._timeout_handle: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0
         self._tls_handshake_okay = True
         self._tls_protocol = None
         self._original_transport = None
@@ -163,7 +164,18 @@ class SMTPSession(SMTP):
     def _create_envelope(self) -> Envelope:
         return _State()
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Notes activity.  One timer per connection, re-armed only when it fires early: cheaper than
+        aiosmtpd's cancel-and-reschedule on every command and every piece of DATA."""
+        self._last_activity = self.loop.time()
+        if self._timeout_handle is None:
+            self._timeout_handle = self.loop.call_later(duration or self._timeout_duration, self._timeout_cb)
+
     def _timeout_cb(self) -> None:
+        idle = self.loop.time() - self._last_activity
+        if idle < self._timeout_duration:
+            self._timeout_handle = self.loop.call_later(self._timeout_duration - idle, self._timeout_cb)
+            return
         # RFC 5321 §4.5.3.2.7: the server may close an idle connection; say why first.
         self._abort(codes.TIMEOUT)
 
