@@ -252,6 +252,8 @@ def parse_structure(data: bytes) -> Part:
                 part.params = [(b"charset", b"us-ascii")]
         else:
             part.maintype, part.subtype, part.params = ctype
+            if part.maintype == "text" and part.param(b"charset") is None:
+                part.params.append((b"charset", b"us-ascii"))     # RFC 2045 §5.2 default, made explicit
         if depth >= MAX_DEPTH or count >= MAX_PARTS:
             if part.maintype == "multipart" or (part.maintype, part.subtype) in _MESSAGE_TYPES:
                 part.opaque = True
@@ -436,10 +438,8 @@ def _params(params: list[tuple[bytes, bytes]]) -> bytes:
 
 
 def _lines(data: bytes, start: int, end: int) -> int:
-    if end <= start:
-        return 0
-    n = data.count(b"\n", start, end)
-    return n if data[end - 1] == 0x0A else n + 1
+    """body-fld-lines: line ends in the body (as Dovecot counts; a last line without one is not counted)."""
+    return data.count(b"\n", start, end) if end > start else 0
 
 
 def _disposition(part: Part) -> bytes:
