@@ -50,7 +50,7 @@ MIME_TYPE = "application/x-postroom-messages"
 class Loaded:
     """One answer from the engine side."""
 
-    total: int
+    total: int                                   # -1: not counted (a page fetch while scrolling)
     pages: dict[int, list[MessageSummary]]
 
 
@@ -59,10 +59,13 @@ class Listed:
     rows: list[tuple[MessageSummary, int]]     # (summary, thread depth)
 
 
-def _load_pages(mailbox: Mailbox, folder: str, pages: Sequence[int], sort: str, descending: bool) -> Loaded:
-    total = mailbox.status(folder).messages
+def _load_pages(mailbox: Mailbox, folder: str, pages: Sequence[int], sort: str, descending: bool,
+                count: bool) -> Loaded:
+    """The pages asked for; with `count`, the folder's size first (OFFSET paging costs grow with the
+    offset in SQLite, so scrolling does not pay for a count as well: live changes arrive as events)."""
+    total = mailbox.status(folder).messages if count else -1
     return Loaded(total, {p: mailbox.summaries(folder, p * PAGE_SIZE, PAGE_SIZE, sort, descending)
-                          for p in pages if p * PAGE_SIZE < max(total, 1)})
+                          for p in pages if not count or p * PAGE_SIZE < max(total, 1)})
 
 
 def _load_list(mailbox: Mailbox, folder: str, sort: str, descending: bool, search: str,
@@ -76,8 +79,9 @@ def _load_list(mailbox: Mailbox, folder: str, sort: str, descending: bool, searc
     return Listed([(s, 0) for s in summaries])
 
 
-async def load_pages(mailbox: Mailbox, folder: str, pages: Sequence[int], sort: str, descending: bool) -> Loaded:
-    return await asyncio.to_thread(_load_pages, mailbox, folder, list(pages), sort, descending)
+async def load_pages(mailbox: Mailbox, folder: str, pages: Sequence[int], sort: str, descending: bool,
+                     count: bool = True) -> Loaded:
+    return await asyncio.to_thread(_load_pages, mailbox, folder, list(pages), sort, descending, count)
 
 
 async def load_list(mailbox: Mailbox, folder: str, sort: str, descending: bool, search: str,
@@ -251,23 +255,21 @@ class MessageListModel(QAbstractTableModel):
         self.pages_fetched += len(pages)
         self.fetches.emit(self.pages_fetched)
         generation = self._generation
-        self.bridge.submit(load_pages(self.mailbox, self.folder, pages, self.sort_key, self.descending),
+        self.bridge.submit(load_pages(self.mailbox, self.folder, pages, self.sort_key, self.descending, False),
                            lambda r: self._got_pages(generation, pages, r), self._failed, owner=self)
 
     def _got_pages(self, generation: int, asked: list[int], result: Loaded) -> None:
         if generation != self._generation:
             return
         self._inflight.difference_update(asked)
-        if result.total != self._total:
-            # The folder changed under us: the offsets moved.  Start over from what is on screen.
-            self.refresh()
-            return
         for page_no, rows in result.pages.items():
+            first = page_no * PAGE_SIZE
+            last = min(first + PAGE_SIZE, self._total) - 1
+            if last < first:
+                continue        # the folder shrank meanwhile; the refresh its event triggers sorts it out
             self._pages[page_no] = rows
             self._pages.move_to_end(page_no)
-            first = page_no * PAGE_SIZE
-            self.dataChanged.emit(self.index(first, 0), self.index(min(first + PAGE_SIZE, self._total) - 1,
-                                                                   len(self.HEADERS) - 1))
+            self.dataChanged.emit(self.index(first, 0), self.index(last, len(self.HEADERS) - 1))
         while len(self._pages) > MAX_CACHED_PAGES:
             self._pages.popitem(last=False)
         if self._wanted:
