@@ -50,6 +50,7 @@ class DirectoryView:
         self._stale = True
         self._domains: dict[str, bool] = {}
         self._expansions: dict[str, tuple[list[str], list[str]]] = {}
+        self._quotas: dict[str, int | None] = {}
         self._events = services.events
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -68,6 +69,7 @@ class DirectoryView:
             self._version = version
             self._domains.clear()
             self._expansions.clear()
+            self._quotas.clear()
 
     def is_local_domain(self, domain: str) -> bool:
         """As engine.auth.Directory.is_local_domain, as of the last `refresh()`."""
@@ -84,6 +86,13 @@ class DirectoryView:
             local, remote = self._directory.expand(address)
             known = self._expansions[address] = (list(local), list(remote))
         return known
+
+    def quota(self, account: str) -> int | None:
+        """The account's quota in octets (None: unlimited), as of the last `refresh()`."""
+        if account not in self._quotas:
+            found = self._directory.get_account(account)
+            self._quotas[account] = found.quota if found is not None else None
+        return self._quotas[account]
 
     def close(self) -> None:
         """Stops listening to the bus (and forgets everything: the next use starts afresh)."""
@@ -145,6 +154,16 @@ class Policy:
                            f"relay trick ({trick})")
         local, remote = directory.expand(address.plain)
         return self._found(address, list(local), list(remote))
+
+    def quotas(self, accounts: list[str]) -> dict[str, int]:
+        """Quotas of the accounts that have one, for the store to enforce at delivery."""
+        self.directory.refresh()
+        out: dict[str, int] = {}
+        for account in accounts:
+            limit = self.directory.quota(account)
+            if limit is not None:
+                out[account] = limit
+        return out
 
     def _found(self, address: Address, local: list[str], remote: list[str]) -> Route | Refusal:
         if not local and not remote:

@@ -691,7 +691,11 @@ class SMTPSession(SMTP):
         queue_id = ""
         try:
             if txn.local:
-                await self.services.store.deliver(list(txn.local), message, folder)
+                quotas = self.policy.quotas(txn.local)
+                if quotas:
+                    await self.services.store.deliver(list(txn.local), message, folder, quota=quotas)
+                else:
+                    await self.services.store.deliver(list(txn.local), message, folder)
             if txn.remote:
                 outbound = self.services.outbound
                 if outbound is None:        # checked at RCPT; the queue cannot vanish, but never drop

@@ -149,3 +149,18 @@ def test_a_failing_lookup_is_a_451_and_the_session_goes_on(mx: Server,
         assert c.command("RCPT TO:<alice@example.test>").startswith("451 4.3.0")
         assert c.command("NOOP").startswith("250 ")
     assert "internal error" in caplog.text
+
+
+def test_a_mailbox_over_its_quota_gets_452_4_2_2(mx: Server) -> None:
+    big = MESSAGE + (b"x" * 70 + b"\r\n") * 15
+    mx.services.directory.set_quota("alice@example.test", 1000)
+    with mx.smtp() as smtp:
+        smtp.ehlo("client.test")
+        smtp.mail("bob@remote.test")
+        smtp.rcpt("alice@example.test")
+        code, text = smtp.data(big)
+        assert (code, text[:5]) == (452, b"4.2.2")
+        assert smtp.sendmail("bob@remote.test", ["alice@example.test"], MESSAGE) == {}, "a small one fits"
+        mx.services.directory.set_quota("alice@example.test", None)
+        assert smtp.sendmail("bob@remote.test", ["alice@example.test"], big) == {}
+    assert len(mx.messages("alice@example.test")) == 2
