@@ -309,7 +309,7 @@ def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
 
 
 def _body_literal(data: bytes) -> bytes:
-    return R.literal(data) if data else b'""'
+    return R.literal(data)
 
 
 def header_cache_key(att: FetchAtt) -> str | None:
@@ -441,7 +441,8 @@ def fetch_batch(mb: Mailbox, plan: FetchPlan, batch: Sequence[tuple[int, Message
                         items.append(f"BINARY.SIZE[{sec.spec()}] {len(content)}".encode())
                     else:
                         piece = _partial(content, att.partial)
-                        value = R.literal(piece, binary=b"\x00" in piece) if piece else b'""'
+                        # literal8 for anything but 7-bit text (RFC 3516 §4.2; what Dovecot sends)
+                        value = R.literal(piece, binary=not piece.isascii() or b"\x00" in piece)
                         items.append(_section_label(att) + b" " + value)
         if uid in plan.flags_changed and "FLAGS" not in names:
             items.append(b"FLAGS " + flag_bytes(meta.flags, uid in plan.recent))

@@ -105,3 +105,80 @@ SyncState *
     third = _mbsync(rc)
     assert third.returncode == 0, third.stderr
     assert len(files("INBOX")) == 3
+
+
+MIXED = (b'From: "Joe Q. Public" <john.q.public@example.com>\r\nTo: Mary <mary@x.test>, jdoe@example.org\r\n'
+         b"Cc: undisclosed-recipients:;\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nDate: Tue, 1 Jul 2003 10:52:37 +0200\r\n"
+         b"Message-ID: <1234@local.machine.example>\r\nMIME-Version: 1.0\r\n"
+         b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\npreamble\r\n--XX\r\n'
+         b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+         b"Hello caf=C3=A9\r\n--XX\r\nContent-Type: message/rfc822\r\n\r\nFrom: a@b.test\r\nSubject: inner\r\n\r\n"
+         b"inner body\r\n--XX\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\n"
+         b"Content-Type: text/plain\r\n\r\nplain\r\n--a\r\nContent-Type: text/html\r\n"
+         b"Content-Disposition: inline\r\nContent-Language: en, de\r\n\r\n<b>x</b>\r\n--a--\r\n--XX--\r\n")
+
+
+def test_structure_answers_match_dovecot(server: IMAPServer) -> None:
+    """The same Maildir served by Dovecot: BODYSTRUCTURE, BODY and sections agree octet for octet."""
+    import tempfile
+
+    # Dovecot's unprivileged processes must reach the files: not under pytest's 0700 temp tree
+    with tempfile.TemporaryDirectory(prefix="imap-dovecot-") as tmp:
+        os.chmod(tmp, 0o755)
+        _compare_with_dovecot(server, Path(tmp))
+
+
+def _compare_with_dovecot(server: IMAPServer, tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+
+    from .conftest import Raw
+
+    template = Path("/work/shared/peers/dovecot.conf.in")
+    if shutil.which("dovecot") is None or not template.exists() or os.geteuid() != 0:
+        pytest.skip("needs dovecot, its config template and root (to hand the Maildir to nobody)")
+    server.deliver(ALICE, MIXED)
+    server.deliver(ALICE, message("plain one"))
+    root = tmp_path / "dovecot"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = template.read_text().replace("@ROOT@", str(root)).replace("port = 11143", f"port = {port}")
+    conf = conf.replace("port = 11110", "port = 0")
+    for sub in ("run", "state", "log"):
+        (root / sub).mkdir(parents=True)
+    (root / "dovecot.conf").write_text(conf)
+    (root / "users").write_text("alice:{PLAIN}pw\n")
+    shutil.copytree(server.store.account_path(ALICE), root / "mail" / "alice" / "Maildir",
+                    ignore=shutil.ignore_patterns("index.sqlite*", "postroom-*"))
+    subprocess.run(["chown", "-R", "65534:65534", str(root / "mail")], check=True)
+    proc = subprocess.Popen(["dovecot", "-F", "-c", str(root / "dovecot.conf")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "dovecot did not start"
+                time.sleep(0.05)
+        command = (b"UID FETCH 1:* (BODYSTRUCTURE BODY BODY.PEEK[1] BODY.PEEK[2.HEADER] BODY.PEEK[3.2.MIME] "
+                   b"BODY.PEEK[3.1] BINARY.PEEK[1] BODY.PEEK[HEADER.FIELDS (FROM TO)])")
+        answers = []
+        for p, (user, password) in ((server.port, (ALICE, ALICE_PW)), (port, ("alice", "pw"))):
+            raw = Raw(p)
+            try:
+                raw.login(user, password)
+                raw.cmd(b"s", b"EXAMINE INBOX")
+                answers.append(raw.cmd(b"f", command)[:-1])
+            finally:
+                raw.close()
+        for ours, theirs in zip(answers[0], answers[1], strict=True):
+            if ours != theirs:
+                at = next(i for i in range(min(len(ours), len(theirs))) if ours[i] != theirs[i])
+                raise AssertionError(f"differs at {at}: {ours[at - 80:at + 80]!r} vs {theirs[at - 80:at + 80]!r}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
