@@ -13,6 +13,7 @@ import email.utils
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from engine.imap import mime
 from engine.imap.parser import SearchKey, SeqSet
@@ -154,6 +155,34 @@ class Evaluator:
     def matches(self, cand: Candidate, load: Callable[[int], bytes]) -> bool:
         return self._match(self.key, _Message(cand, load))
 
+    def judge_without_message(self, cand: Candidate) -> bool | None:
+        """The verdict from index data alone, or None when a header or body key must decide."""
+        return self._judge(self.key, cand)
+
+    def _judge(self, key: SearchKey, cand: Candidate) -> bool | None:
+        if cost(key) == _COST_META:
+            return self._match(key, _Message(cand, _no_load))
+        if key.op == "AND":
+            unknown = False
+            for k in key.children:
+                v = self._judge(k, cand)
+                if v is False:
+                    return False
+                unknown = unknown or v is None
+            return None if unknown else True
+        if key.op == "OR":
+            unknown = False
+            for k in key.children:
+                v = self._judge(k, cand)
+                if v is True:
+                    return True
+                unknown = unknown or v is None
+            return None if unknown else False
+        if key.op == "NOT":
+            v = self._judge(key.children[0], cand)
+            return None if v is None else not v
+        return None
+
     def _match(self, key: SearchKey, m: _Message) -> bool:
         op = key.op
         meta = m.cand.meta
@@ -216,6 +245,10 @@ class Evaluator:
         raise ValueError(f"unknown search key {op}")
 
 
+def _no_load(uid: int) -> bytes:
+    raise AssertionError("index-only keys never load a message")
+
+
 def _compare_day(op: str, day: float, wanted: float) -> bool:
     if op == "BEFORE":
         return day < wanted
@@ -238,6 +271,20 @@ def needs_message(key: SearchKey) -> bool:
 
 def run(key: SearchKey, candidates: Sequence[Candidate], load: Callable[[int], bytes], *,
         max_uid: int, saved: Sequence[int] = ()) -> list[Candidate]:
-    """All candidates the program matches, in order (blocking when text keys must read files)."""
+    """All candidates the program matches, in order (blocking when text keys must read files).
+
+    First every candidate is judged on index data alone (three-valued: a text key is "unknown"); only
+    the undecided ones are opened, and a loader with `prefetch` is told which, in order, first."""
     ev = Evaluator(key, total=len(candidates), max_uid=max_uid, saved=saved)
-    return [c for c in candidates if ev.matches(c, load)]
+    verdicts: list[bool | None] = [ev.judge_without_message(c) for c in candidates]
+    undecided = [c for c, v in zip(candidates, verdicts, strict=True) if v is None]
+    prefetch: Any = getattr(load, "prefetch", None)
+    if undecided and prefetch is not None:
+        prefetch([c.meta.uid for c in undecided])
+    out: list[Candidate] = []
+    for c, v in zip(candidates, verdicts, strict=True):
+        if v is None:
+            v = ev.matches(c, load)
+        if v:
+            out.append(c)
+    return out

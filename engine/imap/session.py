@@ -1285,7 +1285,7 @@ class IMAPSession:
         candidates = [search.Candidate(i + 1, v.meta[u], u in v.recent) for i, u in enumerate(v.uids)]
         max_uid = v.uids[-1] if v.uids else 0
         mb, folder, saved = self.mailbox, v.name, list(self.saved_uids)
-        loader = storeaccess.Loader(mb, folder, v.uids)
+        loader = storeaccess.Loader(mb, folder)
         if search.needs_message(program.key) or len(candidates) > 5000:
             found = await self._store(search.run, program.key, candidates, loader, max_uid=max_uid, saved=saved)
         else:
