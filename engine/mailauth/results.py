@@ -37,7 +37,7 @@ class AuthResults:
         return f"spf={self.spf.result} dkim={dkim} dmarc={self.dmarc.result} arc={self.arc.result}"
 
 
-_UNSAFE_COMMENT = re.compile(r"[^A-Za-z0-9 .:@=_+/-]")
+_UNSAFE_COMMENT = re.compile(r"[^A-Za-z0-9 .,:@=_+/-]")
 
 
 def _comment(text: str) -> str:
