@@ -2,7 +2,9 @@
 
 RFC 8601 §5: a reader trusts only results whose authserv-id is its own server; anyone can put an
 Authentication-Results header into a message, so headers naming another (or no) authserv-id are ignored,
-and of ours only the topmost (the last one added, by us on arrival) counts.
+and of ours only the topmost (the last one added, by us on arrival) counts.  That decision is made here;
+the sentences are the engine's own (engine.mailauth.describe, the same words as the delivery log), with
+this module's as a fallback when the two parses do not line up.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import authres
 
 from desktop.viewer.text import one_line
+from engine.mailauth import describe
 
 PASS_RESULTS = {"pass"}
 BAD_RESULTS = {"fail", "softfail", "permerror"}
@@ -99,8 +102,13 @@ def auth_verdicts(header_values: Sequence[str], authserv_id: str) -> list[AuthVe
         except Exception:
             return [AuthVerdict("Authentication-Results", "unreadable",
                                 "this server's record of the checks could not be read.", None)]
+        try:
+            engine_words = describe(" ".join(value.split()))
+        except Exception:
+            engine_words = []
+        aligned = len(engine_words) == len(parsed.results)
         verdicts: list[AuthVerdict] = []
-        for r in parsed.results:
+        for index, r in enumerate(parsed.results):
             method = str(r.method).lower()
             result = str(r.result).lower()
             words_for = _WORDS.get(method)
@@ -109,6 +117,8 @@ def auth_verdicts(header_values: Sequence[str], authserv_id: str) -> list[AuthVe
                 words = f"{one_line(method).upper()} reported {one_line(result)}."
             if r.reason:
                 words = f"{words} ({one_line(str(r.reason))})"
+            if aligned and engine_words[index]:
+                words = one_line(engine_words[index]) + "."
             good = True if result in PASS_RESULTS else False if result in BAD_RESULTS else None
             verdicts.append(AuthVerdict(one_line(method).upper(), one_line(result), words, good))
         return verdicts

@@ -14,9 +14,10 @@ def test_only_the_topmost_header_of_our_own_server_counts() -> None:
         f"{OURS}; spf=pass smtp.mailfrom=bob@bank.test",
     ], OURS)
     assert [v.text for v in verdicts] == [
-        "SPF: softfail — bank.test says the server that delivered it is probably not allowed to send its mail.",
-        "DKIM: none — the message is not signed.",
-        "DMARC: fail — nothing shows that this really comes from bank.test; be suspicious of it.",
+        "SPF: softfail — claims to be from bank.test, but bank.test's SPF says the sending server is probably "
+        "not allowed to send for it.",
+        "DKIM: none — not signed (no DKIM signature).",
+        "DMARC: fail — claims to be from bank.test, but nothing proves it.",
     ]
     assert [v.good for v in verdicts] == [False, None, False]
 
@@ -35,6 +36,13 @@ def test_unreadable_header_of_ours_is_said_so() -> None:
     assert v.result == "unreadable"
 
 
-def test_unknown_methods_are_named() -> None:
-    (v,) = auth_verdicts([f"{OURS}; arc=pass"], OURS)
-    assert v.text == "ARC: pass — ARC reported pass."
+def test_words_of_our_own_when_the_engine_has_none() -> None:
+    (v,) = auth_verdicts([f"{OURS}; arc=none"], OURS)
+    assert v.text == "ARC: none — ARC reported none."
+    (v,) = auth_verdicts([f"{OURS}; x-custom=pass"], OURS)
+    assert (v.method, v.good) == ("X-CUSTOM", True)
+
+
+def test_sender_controlled_words_are_escaped() -> None:
+    (v,) = auth_verdicts([f"{OURS}; dkim=pass header.d=bank.test\u202e"], OURS)
+    assert "\u202e" not in v.text

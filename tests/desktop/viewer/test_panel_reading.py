@@ -181,5 +181,5 @@ def test_own_authentication_results_are_shown_in_words(qtbot, bridge, running, t
                    samples.authenticated(running.config.hostname))
     select_subject(qtbot, panel, "Checked")
     text = panel.reading.auth_label.text()
-    assert "✔ SPF: pass — the server that delivered it is allowed to send mail for remote.test." in text
+    assert "✔ SPF: pass — sent from the sending server, which remote.test's SPF allows to send for it." in text
     assert "✘ DKIM: fail" in text and "✘ DMARC: fail" in text
