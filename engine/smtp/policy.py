@@ -156,8 +156,8 @@ class Policy:
         return self._found(address, list(local), list(remote))
 
     def quotas(self, accounts: list[str]) -> dict[str, int]:
-        """Quotas of the accounts that have one, for the store to enforce at delivery."""
-        self.directory.refresh()
+        """Quotas of the accounts that have one, for the store to enforce at delivery (as of the
+        transaction's last RCPT, which refreshed the directory view)."""
         out: dict[str, int] = {}
         for account in accounts:
             limit = self.directory.quota(account)
