@@ -161,7 +161,7 @@ class MailAuth:
         verifier = Verifier(self.dns_source(), hostname=config.hostname, rng=self.rng)
         results = await verifier.verify(message.data, message.client_ip, message.sender, message.helo, fields)
         kept, removed = remove_results_for(fields, config.hostname)
-        data = header_field(config.hostname, results) + join_message(kept, rest)
+        data = join_message(with_results(kept, header_field(config.hostname, results)), rest)
         decision = decide(results, config.authentication)
         fields_for_log: dict[str, Any] = {"auth": results.summary(), "auth_words": describe(results),
                                           **_removed(removed)}
@@ -171,6 +171,18 @@ class MailAuth:
             return FilterVerdict(reply=decision.reply, log=fields_for_log)
         folder = JUNK_FOLDER if decision.action == JUNK else None
         return FilterVerdict(data=data, folder=folder, log=fields_for_log)
+
+
+def with_results(fields: list[Field], results_field: bytes) -> list[Field]:
+    """Our Authentication-Results goes right under our own Received line (the server's first field).
+
+    Both are this hop's trace (RFC 5322 §3.6.7, RFC 8601 §2.1): kept together, above everything that
+    arrived with the message, and "Received first" stays true for readers of the trace.
+    """
+    ours = Field(results_field)
+    if fields and fields[0].name == "received":
+        return [fields[0], ours, *fields[1:]]
+    return [ours, *fields]
 
 
 def _removed(count: int) -> dict[str, Any]:

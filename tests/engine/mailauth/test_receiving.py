@@ -69,7 +69,10 @@ def test_a_signed_message_from_an_allowed_server_passes_everything(mx: Running,
     assert "header.a=ed25519-sha256" in results and "header.a=rsa-sha256" in results
     assert "dmarc=pass (p=reject dis=none) header.from=bank.test" in results
     assert "arc=none" in results
-    assert stored.startswith(b"Authentication-Results: " + HOSTNAME.encode())   # on top of everything
+    # Right under our own Received line: this hop's trace, above everything that came with the message.
+    assert stored.startswith(b"Received: from client.remote.test")
+    starts = [line for line in stored.split(b"\r\n\r\n")[0].split(b"\r\n") if line[:1] not in (b" ", b"\t")]
+    assert starts[1].startswith(b"Authentication-Results: " + HOSTNAME.encode())
     assert message in stored                                                  # the rest untouched
 
 
