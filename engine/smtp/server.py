@@ -408,10 +408,12 @@ class SMTPSession(SMTP):
         if self.tls_context is None:
             await self._reply(codes.TLS_UNAVAILABLE)
             return
-        # RFC 3207 §6, CVE-2011-0411: whatever the client pipelined behind STARTTLS came in the clear and
-        # must not be executed as if it came over TLS.
-        self._discard_buffered_input()
         await self._reply(codes.READY_FOR_TLS)
+        # RFC 3207 §6, CVE-2011-0411: whatever the client pipelined behind STARTTLS came in the clear and
+        # must not be executed as if it came over TLS.  Discard it after our reply is out and just before
+        # the handshake (start_tls pauses reading at once); what is read after the handshake came over TLS
+        # and is kept: clients such as aiosmtplib send EHLO in the same flight as their TLS Finished.
+        self._discard_buffered_input()
         try:
             await self._writer.start_tls(self.tls_context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
         except (TimeoutError, OSError, ssl.SSLError) as exc:
@@ -421,7 +423,6 @@ class SMTPSession(SMTP):
             return
         self.transport = self._writer.transport
         self._tls = True
-        self._discard_buffered_input()
         # RFC 3207 §4.2: discard all knowledge obtained from the client; it must EHLO again.
         self.session = self._create_session()
         self.session.peer = self.transport.get_extra_info("peername")
