@@ -193,8 +193,6 @@ def test_keyboard_j_and_k_walk_the_list(qtbot, bridge, running, tmp_path, keyrin
     assert panel.list_view.currentIndex().row() == 1
 
 
-@pytest.mark.xfail(strict=False, reason="engine/smtp/server.py discards the client's first command when it "
-                   "arrives right after the TLS handshake (reported); aiosmtplib's EHLO then goes unanswered")
 def test_send_test_message_through_submission_arrives(qtbot, bridge, running, tmp_path, monkeypatch,
                                                       keyring_backend: MemoryKeyring) -> None:
     monkeypatch.setattr(sendtest, "CONNECT_TIMEOUT", 4.0)
