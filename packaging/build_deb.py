@@ -45,8 +45,9 @@ SONAME_PACKAGES = {
     "libgdk-3.so.0": "libgtk-3-0",
     "libpulse.so.0": "libpulse0",
 }
-# Needed only by an optional plugin (the GTK look-alike theme): recommended, not required.
-OPTIONAL_PACKAGES = {"libgtk-3-0", "libpulse0"}
+# Plugins Qt skips when their libraries are missing: what only they need is recommended, not required.
+# (The GTK platform theme: GTK-style dialogs and colours on GNOME-like desktops.)
+OPTIONAL_PLUGINS = {"libqgtk3.so"}
 # Tools the maintainer scripts call.
 SCRIPT_DEPENDS = ["passwd"]
 
@@ -102,7 +103,8 @@ def system_dependencies(bundle: Path) -> tuple[list[str], list[str], list[str]]:
     soname counts as bundled when a file of that name is in the bundle, whatever ldd resolves it to here.
     """
     bundled = {p.name for p in bundle.rglob("*") if p.is_file() or p.is_symlink()}
-    needed: dict[str, str] = {}
+    needed: dict[str, str] = {}        # soname -> where ldd found it here (or "not found")
+    required: set[str] = set()         # sonames that something other than an optional plugin needs
     for path in sorted(bundle.rglob("*")):
         if not path.is_file() or path.is_symlink() or not is_elf(path):
             continue
@@ -111,6 +113,8 @@ def system_dependencies(bundle: Path) -> tuple[list[str], list[str], list[str]]:
             match = LDD_LINE.match(line)
             if match and match.group(1) not in bundled:
                 needed.setdefault(match.group(1), match.group(2))
+                if path.name not in OPTIONAL_PLUGINS:
+                    required.add(match.group(1))
     depends: set[str] = set()
     recommends: set[str] = set()
     unknown: list[str] = []
@@ -119,10 +123,8 @@ def system_dependencies(bundle: Path) -> tuple[list[str], list[str], list[str]]:
         package = package or SONAME_PACKAGES.get(soname)
         if package is None:
             unknown.append(soname)
-        elif package in OPTIONAL_PACKAGES:
-            recommends.add(package)
         else:
-            depends.add(package.split(":")[0])
+            (depends if soname in required else recommends).add(package.split(":")[0])
     glibc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libc6"], capture_output=True,
                            text=True).stdout
     minimum = re.match(r"\d+\.\d+", glibc)

@@ -41,10 +41,10 @@ def start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
 def viewable_window(display: str) -> str | None:
     env = {**os.environ, "DISPLAY": display}
     tree = subprocess.run(["xwininfo", "-root", "-tree"], capture_output=True, text=True, env=env).stdout
-    for window_id, _title in WINDOW.findall(tree):
-        info = subprocess.run(["xwininfo", "-id", window_id], capture_output=True, text=True, env=env).stdout
+    for match in WINDOW.finditer(tree):
+        info = subprocess.run(["xwininfo", "-id", match.group(1)], capture_output=True, text=True, env=env).stdout
         if "IsViewable" in info:
-            return _title
+            return match.group(2)
     return None
 
 
