@@ -72,6 +72,7 @@ REFRESH_AFTER = 1.0             # seconds after which any command re-checks the 
 FETCH_BATCH_META = 2000         # messages per worker-thread batch when FETCH needs no message bytes
 FETCH_BATCH_DATA = 100          # ... and when it reads files
 FETCH_BATCH_BYTES = 8 * 1024 * 1024   # ... and never more message octets than this in memory at once
+FLUSH_AT = 64 * 1024            # queued response octets that are written before the command completes
 INLINE_FETCH_COUNT = 4          # FETCHes this small run on the loop (see cmd_FETCH)
 INLINE_FETCH_BYTES = 256 * 1024
 MAX_NAME_LEVELS = 64
@@ -1379,7 +1380,8 @@ class IMAPSession:
             missing += result.missing
             unknown_cte = unknown_cte or result.unknown_cte
             self.send(result.data)
-            await self.flush()
+            if self._out_size >= FLUSH_AT:
+                await self.flush()          # big answers go out batch by batch; small ones ride with the OK
         verb = ("UID " if cmd.uid else "") + "FETCH"
         if unknown_cte:
             return Done("NO", "A part has a transfer encoding this server cannot decode", "UNKNOWN-CTE")
