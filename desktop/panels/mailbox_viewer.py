@@ -548,7 +548,7 @@ class MailboxViewerPanel(QWidget):
         if token != self._reading_token or loaded.folder != self.folder:
             return
         self.current = loaded
-        self.reading.show_message(loaded.view, loaded.raw, loaded.part,
+        self.reading.show_message(loaded.view, loaded.raw, loaded.part, text_html=loaded.text_html,
                                   allow_remote=self._remote_allowed_for(loaded.view.sender_key))
         self._update_actions()
         row = self.list_model.row_of(loaded.uid)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+from desktop.viewer.html import text_document
 from desktop.viewer.message import MessageView, parse, part_content, read_message
 from desktop.viewer.text import safe_filename, unique_path
 from engine.interfaces import Mailbox
@@ -31,6 +32,7 @@ class LoadedMessage:
     view: MessageView
     message: EmailMessage
     inline: dict[int, tuple[bytes, str]]      # decoded cid: parts, served to the HTML view
+    text_html: str                            # the plain-text body as clickable HTML (made off the GUI thread)
 
     def part(self, number: int) -> tuple[bytes, str]:
         return self.inline[number]
@@ -46,7 +48,7 @@ def _load(mailbox: Mailbox, folder: str, uid: int, authserv_id: str) -> LoadedMe
             data, ctype = part_content(message, number)
             if len(data) <= MAX_INLINE_PART:
                 inline[number] = (data, ctype)
-    return LoadedMessage(folder, uid, raw, view, message, inline)
+    return LoadedMessage(folder, uid, raw, view, message, inline, text_document(view.text or ""))
 
 
 async def load_message(mailbox: Mailbox, folder: str, uid: int, authserv_id: str) -> LoadedMessage:

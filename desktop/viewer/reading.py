@@ -35,7 +35,7 @@ from desktop.viewer.text import ShownAddress, escape_unsafe
 from desktop.viewer.webview import MessageWebView, PartSource
 from desktop.widgets.common import format_size
 
-MAX_SOURCE_CHARS = 2_000_000      # the source view shows this much of a huge message, and says so
+MAX_SOURCE_CHARS = 1_000_000      # the source view shows this much of a huge message, and says so
 
 
 def plain_label(text: str = "", *, selectable: bool = True, wrap: bool = True) -> QLabel:
@@ -76,6 +76,7 @@ class ReadingPane(QWidget):
         self._remote: list[str] = []
         self._allow_remote = False
         self._body_kind = self.BODY_EMPTY
+        self._text_html: str | None = None
 
         self.subject_label = plain_label()
         font = QFont(self.subject_label.font())
@@ -228,8 +229,12 @@ class ReadingPane(QWidget):
             self.stack.insertWidget(index, self.web)
         return self.web
 
-    def show_message(self, view: MessageView, raw: bytes, parts: PartSource, *, allow_remote: bool) -> None:
+    def show_message(self, view: MessageView, raw: bytes, parts: PartSource, *, allow_remote: bool,
+                     text_html: str | None = None) -> None:
+        """`text_html`: view.text already made into HTML (desktop.viewer.html.text_document) off the GUI
+        thread; made here when not given."""
         self.view = view
+        self._text_html = text_html
         self.raw = raw
         self._parts = parts
         self._allow_remote = allow_remote
@@ -310,7 +315,9 @@ class ReadingPane(QWidget):
             self.source_view.setPlainText(text)
             self.stack.setCurrentWidget(self.source_view)
         else:
-            self.text_view.setHtml(text_document(view.text or ""))
+            if self._text_html is None:
+                self._text_html = text_document(view.text or "")
+            self.text_view.setHtml(self._text_html)
             self.stack.setCurrentWidget(self.text_view)
         self._update_remote_bar()
 

@@ -104,3 +104,22 @@ def test_unique_path_never_overwrites(tmp_path: Path) -> None:
     (tmp_path / "report (2).pdf").write_bytes(b"x")
     assert unique_path(tmp_path, "report.pdf") == tmp_path / "report (3).pdf"
     assert unique_path(tmp_path, "new.txt") == tmp_path / "new.txt"
+
+
+def test_the_fast_table_covers_every_unsafe_character_unicodedata_knows() -> None:
+    import unicodedata
+
+    from desktop.viewer.text import UNSAFE_RANGES
+
+    covered = {cp for low, high in UNSAFE_RANGES for cp in range(low, high + 1)}
+    missing = [f"U+{cp:04X}" for cp in range(0x110000)
+               if unicodedata.category(chr(cp)) in {"Cc", "Cf", "Cs", "Zl", "Zp"} and cp not in covered]
+    assert missing == [], f"new Unicode version: add {missing[:10]} to UNSAFE_RANGES"
+
+
+@given(st.text(), st.booleans(), st.booleans())
+def test_escaping_agrees_with_the_character_rule(text: str, strict: bool, keep_newlines: bool) -> None:
+    source = text.replace("\r\n", "\n") if keep_newlines else text
+    expected = "".join(f"[U+{ord(ch):04X}]" if is_unsafe_char(ch, strict=strict, keep_newlines=keep_newlines)
+                       else ch for ch in source)
+    assert escape_unsafe(text, strict=strict, keep_newlines=keep_newlines) == expected
