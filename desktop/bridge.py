@@ -4,6 +4,11 @@ Everything the GUI asks of the engine is a coroutine submitted to the engine's o
 its answer comes back to the GUI thread as a queued Qt signal, so no widget ever waits on disk, DNS or a
 socket.  Two styles are offered: callbacks (`submit`/`call`, which work under any Qt event loop, including
 pytest-qt's) and awaitables (`run`/`run_call`, for coroutines on the GUI's qasync loop).
+
+Engine events arrive in bursts (500 deliveries a second; 100,000 DeliveryLogged when another process bulk-
+writes the log and the engine catches up).  One queued signal and one Python slot per event would keep the
+GUI thread busy for seconds, so events are collected in an inbox on the engine thread and handed over in
+batches, at most one every BATCH_MS, with repeats coalesced (see `_drain`).
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import shiboken6
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from engine.events import (
     DeliveryLogged,
@@ -35,6 +41,10 @@ T = TypeVar("T")
 
 OnResult = Callable[[Any], None]
 OnError = Callable[[str], None]
+
+# How long events collect before the GUI thread takes them as one batch: short enough that a person sees
+# new mail "at once", long enough that a burst costs a handful of slots instead of one per event.
+BATCH_MS = 50
 
 
 def describe_error(exc: BaseException) -> str:
@@ -82,20 +92,20 @@ class _Pending:
 class EngineBridge(QObject):
     """Owned by the GUI thread; wraps one running EngineThread."""
 
-    # Engine events, re-emitted on the GUI thread.
-    eventReceived = Signal(object)          # every Event
-    deliveryLogged = Signal(object)         # engine.log.LogEntry
-    queueChanged = Signal(object)           # queue id or None
-    listenerChanged = Signal(object)        # ListenerChanged
-    directoryChanged = Signal()
-    engineStateChanged = Signal(str)        # starting | running | stopping | stopped | failed
-    messageStored = Signal(object)          # MessageStored
-    mailboxChanged = Signal(object)         # MailboxChanged
+    # Engine events, re-emitted on the GUI thread once per batch (see `_drain` for what is coalesced).
+    eventsReceived = Signal(object)         # list[Event]: every event of the batch, in order
+    deliveryLogged = Signal(object)         # list[engine.log.LogEntry]: the batch's new rows, in order
+    queueChanged = Signal(object)           # the queue id if one message changed, else None
+    listenerChanged = Signal(object)        # ListenerChanged: the latest per service
+    directoryChanged = Signal()             # once per batch
+    engineStateChanged = Signal(str)        # starting | running | stopping | stopped | failed: each, in order
+    messageStored = Signal(object)          # MessageStored: the latest per (account, folder)
+    mailboxChanged = Signal(object)         # MailboxChanged: the latest per (account, folder)
     # A call failed and its caller gave no error handler: the main window shows this sentence.
     errorOccurred = Signal(str)
     busyChanged = Signal(bool)
 
-    _posted = Signal(object)                # internal: an Event from the engine thread
+    _posted = Signal()                      # internal: the inbox has events (emitted on the engine thread)
     _finished = Signal(object, object)      # internal: (_Pending, concurrent.futures.Future)
 
     def __init__(self, thread: EngineThread, parent: QObject | None = None) -> None:
@@ -103,8 +113,15 @@ class EngineBridge(QObject):
         self._thread = thread
         self._in_flight = 0
         self._closed = False
+        self._inbox: list[Event] = []
+        self._inbox_lock = threading.Lock()
+        self._wake_posted = False           # a _posted is on its way or the batch timer runs
+        self._batch_timer = QTimer(self)
+        self._batch_timer.setSingleShot(True)
+        self._batch_timer.setInterval(BATCH_MS)
+        self._batch_timer.timeout.connect(self._drain)
         # Both connections are queued: the engine thread emits, the GUI thread runs the slot.
-        self._posted.connect(self._dispatch)
+        self._posted.connect(self._batch_timer.start)
         self._finished.connect(self._deliver)
         self._unsubscribe = thread.engine.events.subscribe(self._from_engine)
 
@@ -194,26 +211,67 @@ class EngineBridge(QObject):
     # --- events ----------------------------------------------------------------------------------
 
     def _from_engine(self, event: Event) -> None:
-        """Called on the engine thread by the event bus; must not block and must not touch widgets."""
-        if not self._closed:
-            self._posted.emit(event)
+        """Called on the engine thread by the event bus; must not block and must not touch widgets.
 
-    @Slot(object)
-    def _dispatch(self, event: Event) -> None:
+        Only the first event of a batch crosses threads as a signal; the rest wait in the inbox.
+        """
         if self._closed:
             return
-        self.eventReceived.emit(event)
-        if isinstance(event, DeliveryLogged):
-            self.deliveryLogged.emit(event.entry)
-        elif isinstance(event, QueueChanged):
-            self.queueChanged.emit(event.queue_id)
-        elif isinstance(event, ListenerChanged):
-            self.listenerChanged.emit(event)
-        elif isinstance(event, DirectoryChanged):
+        with self._inbox_lock:
+            self._inbox.append(event)
+            if self._wake_posted:
+                return
+            self._wake_posted = True
+        self._posted.emit()
+
+    @Slot()
+    def _drain(self) -> None:
+        """Hands one batch to the panels: each signal at most once, except where every item matters.
+
+        Panels react to events by scheduling a re-read through the engine, so the latest event of a kind
+        carries all they need: queueChanged gets None ("several") when more than one message changed,
+        messageStored/mailboxChanged the latest per (account, folder), directoryChanged fires once.
+        Engine states are few and their order matters, so each is emitted.
+        """
+        with self._inbox_lock:
+            events, self._inbox = self._inbox, []
+            self._wake_posted = False
+        if self._closed or not events:
+            return
+        states: list[str] = []
+        listeners: dict[str, ListenerChanged] = {}
+        directory = False
+        stored: dict[tuple[str, str], MessageStored] = {}
+        changed: dict[tuple[str, str | None], MailboxChanged] = {}
+        entries: list[Any] = []
+        queue_ids: set[str | None] = set()
+        for event in events:
+            if isinstance(event, DeliveryLogged):
+                entries.append(event.entry)
+            elif isinstance(event, MessageStored):
+                stored[(event.account.lower(), event.folder)] = event
+            elif isinstance(event, QueueChanged):
+                queue_ids.add(event.queue_id)
+            elif isinstance(event, MailboxChanged):
+                changed[(event.account.lower(), event.folder)] = event
+            elif isinstance(event, ListenerChanged):
+                listeners[event.service] = event
+            elif isinstance(event, DirectoryChanged):
+                directory = True
+            elif isinstance(event, EngineStateChanged):
+                states.append(event.state)
+        self.eventsReceived.emit(events)
+        for state in states:
+            self.engineStateChanged.emit(state)
+        for listener in listeners.values():
+            self.listenerChanged.emit(listener)
+        if directory:
             self.directoryChanged.emit()
-        elif isinstance(event, EngineStateChanged):
-            self.engineStateChanged.emit(event.state)
-        elif isinstance(event, MessageStored):
-            self.messageStored.emit(event)
-        elif isinstance(event, MailboxChanged):
-            self.mailboxChanged.emit(event)
+        for stored_event in stored.values():
+            self.messageStored.emit(stored_event)
+        for changed_event in changed.values():
+            self.mailboxChanged.emit(changed_event)
+        if entries:
+            self.deliveryLogged.emit(entries)
+        if queue_ids:
+            self.queueChanged.emit(next(iter(queue_ids)) if len(queue_ids) == 1 else None)
