@@ -7,8 +7,9 @@ engine loop calls the slow ones through `asyncio.to_thread` so a big FETCH never
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
 # IMAP system flags (RFC 3501 §2.3.2).  \Recent is per session and never stored.
@@ -153,8 +154,22 @@ class Mailbox(Protocol):
         """UIDs that are \\Recent for the caller (moved new/ -> cur/ so no other session gets them)."""
         ...
 
+    def read_many(self, folder: str, uids: Sequence[int]) -> Iterator[tuple[int, bytes | None]]:
+        """(uid, message or None when gone) in the order asked, one index query per batch: a FETCH of
+        10,000 bodies must not pay a lookup per message."""
+        ...
+
     def get_cached(self, folder: str, uid: int, key: str) -> str | None: ...
     def set_cached(self, folder: str, uid: int, key: str, value: str) -> None: ...
+    def get_cached_many(self, folder: str, uids: Sequence[int], key: str) -> dict[int, str]: ...
+    def set_cached_many(self, folder: str, key: str, values: Iterable[tuple[int, str]]) -> None: ...
+    def path_of(self, folder: str, uid: int) -> Path:
+        """Where the message file is now (it moves when its flags change): for tools, not protocols."""
+        ...
+
+    def used_bytes(self) -> int:
+        """Sum of RFC822.SIZE over all folders: what a quota counts."""
+        ...
     def search_text(self, folder: str, text: str) -> list[int]:
         """UIDs whose sender, subject or decoded body contains `text` (case-insensitive)."""
         ...
