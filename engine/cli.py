@@ -143,8 +143,8 @@ def cmd_account(args: argparse.Namespace) -> int:
         else:
             for a in accounts:
                 flags = "" if a.enabled else "  (disabled)"
-                quota = f"  quota {a.quota}" if a.quota else ""
-                print(f"{a.address}{quota}{flags}")
+                limit = f"  quota {a.quota}" if a.quota else ""
+                print(f"{a.address}{limit}{flags}")
     return EXIT_OK
 
 
