@@ -13,7 +13,6 @@ from PySide6.QtCore import QModelIndex, Qt
 from viewer_driver import ALICE, WAIT, deliver, make_panel, open_account, rows, select_subject, wait_rows
 
 from desktop.models.messages import MessageListModel
-from desktop.viewer import sendtest
 from engine.interfaces import FLAGGED, SEEN
 
 
@@ -193,9 +192,8 @@ def test_keyboard_j_and_k_walk_the_list(qtbot, bridge, running, tmp_path, keyrin
     assert panel.list_view.currentIndex().row() == 1
 
 
-def test_send_test_message_through_submission_arrives(qtbot, bridge, running, tmp_path, monkeypatch,
+def test_send_test_message_through_submission_arrives(qtbot, bridge, running, tmp_path,
                                                       keyring_backend: MemoryKeyring) -> None:
-    monkeypatch.setattr(sendtest, "CONNECT_TIMEOUT", 4.0)
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("already here"))
     panel.open_send_test()
     dialog = panel.send_dialog
