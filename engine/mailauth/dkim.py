@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from engine.config import Config
+from engine.mailauth import canon
 from engine.mailauth.dnssource import Answer, normal_name
 from engine.mailauth.headers import Field
 from engine.mailauth.keys import KeyStore, SigningKey
@@ -24,6 +25,7 @@ from engine.mailauth.keys import KeyStore, SigningKey
 DKIMPY_LOG = logging.getLogger("engine.mailauth.dkimpy")
 DKIMPY_LOG.addHandler(logging.NullHandler())
 DKIMPY_LOG.propagate = False
+canon.install()
 
 CANONICALIZATION = (b"relaxed", b"relaxed")        # RFC 6376 §3.4.2, §3.4.4
 # RFC 6376 §6.1: a verifier may limit how many signatures it tries; hostile mail could carry hundreds.
@@ -61,10 +63,11 @@ def sign(message: bytes, fields: Sequence[Field], domain: str, keys: Sequence[Si
     signer = dkim.DKIM(message, logger=DKIMPY_LOG, linesep=b"\r\n")
     include = headers_to_sign(fields)
     out: list[bytes] = []
-    for key in keys:
-        out.append(signer.sign(key.selector.selector.encode("ascii"), domain.encode("ascii"), key.private,
-                               signature_algorithm=key.selector.signature_algorithm,
-                               canonicalize=CANONICALIZATION, include_headers=include))
+    with canon.remembering():
+        for key in keys:
+            out.append(signer.sign(key.selector.selector.encode("ascii"), domain.encode("ascii"), key.private,
+                                   signature_algorithm=key.selector.signature_algorithm,
+                                   canonicalize=CANONICALIZATION, include_headers=include))
     return b"".join(out)
 
 
@@ -149,37 +152,33 @@ def verify(message: bytes, refs: Sequence[SignatureRef], keys: Mapping[str, Answ
         record: bytes = answer.values[0]
         return record
 
-    results: list[DKIMResult] = []
-    for ref in refs:
-        if ref.problem:
-            results.append(_result(ref, "permerror", ref.problem))
-            continue
-        answer = keys.get(ref.key_name)
-        if answer is None or answer.error is not None:
-            results.append(_result(ref, "temperror", (answer.error if answer else None) or "key not fetched"))
-            continue
-        if not answer.values:
-            results.append(_result(ref, "permerror", f"no key published at {ref.key_name}"))
-            continue
-        try:
-            dkim.evaluate_pk(ref.key_name.encode(), answer.values[0])
-        except (dkim.DKIMException, ValueError) as exc:
-            results.append(_result(ref, "permerror", f"unusable key: {exc}"))
-            continue
-        try:
-            ok = verifier.verify(ref.index, dnsfunc=dnsfunc)
-        except dkim.ValidationError as exc:
-            text = str(exc)
-            if "body hash" in text:            # RFC 6376 §6.1.3: the body changed after signing
-                results.append(_result(ref, "fail", "body hash mismatch"))
-            else:
-                results.append(_result(ref, "permerror", text))
-            continue
-        except (dkim.DKIMException, ValueError, IndexError, KeyError) as exc:
-            results.append(_result(ref, "permerror", str(exc) or type(exc).__name__))
-            continue
-        results.append(_result(ref, "pass") if ok else _result(ref, "fail", "signature did not verify"))
-    return results
+    with canon.remembering():
+        return [_verify_one(verifier, ref, keys, dnsfunc) for ref in refs]
+
+
+def _verify_one(verifier: dkim.DKIM, ref: SignatureRef, keys: Mapping[str, Answer],
+                dnsfunc: Callable[..., bytes | None]) -> DKIMResult:
+    if ref.problem:
+        return _result(ref, "permerror", ref.problem)
+    answer = keys.get(ref.key_name)
+    if answer is None or answer.error is not None:
+        return _result(ref, "temperror", (answer.error if answer else None) or "key not fetched")
+    if not answer.values:
+        return _result(ref, "permerror", f"no key published at {ref.key_name}")   # RFC 6376 §6.1.2
+    try:
+        dkim.evaluate_pk(ref.key_name.encode(), answer.values[0])
+    except (dkim.DKIMException, ValueError) as exc:
+        return _result(ref, "permerror", f"unusable key: {exc}")
+    try:
+        ok = verifier.verify(ref.index, dnsfunc=dnsfunc)
+    except dkim.ValidationError as exc:
+        text = str(exc)
+        if "body hash" in text:            # RFC 6376 §6.1.3: the body changed after signing
+            return _result(ref, "fail", "body hash mismatch")
+        return _result(ref, "permerror", text)
+    except (dkim.DKIMException, ValueError, IndexError, KeyError) as exc:
+        return _result(ref, "permerror", str(exc) or type(exc).__name__)
+    return _result(ref, "pass") if ok else _result(ref, "fail", "signature did not verify")
 
 
 # --- DNS records for the DNS panel and `postroom dns-records` ---------------------------------------------
