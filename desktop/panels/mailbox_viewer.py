@@ -44,11 +44,12 @@ from desktop.viewer.accounts import (
     remembered_password,
     verify_password,
 )
-from desktop.viewer.dialogs import PasswordDialog, SendTestDialog
+from desktop.viewer.compose import Draft, forward_draft, reply_draft
+from desktop.viewer.dialogs import ComposeDialog, PasswordDialog, SendTestDialog
 from desktop.viewer.folders import INBOX, FolderTreeModel, load_folders
 from desktop.viewer.message import AttachmentInfo
 from desktop.viewer.reading import ReadingPane
-from desktop.viewer.sendtest import send_test_message
+from desktop.viewer.sendtest import SendResult, send_test_message
 from desktop.viewer.text import escape_unsafe, one_line
 from desktop.widgets.common import Debouncer, MessageLine
 from engine.events import MailboxChanged, MessageStored
@@ -212,6 +213,29 @@ class MailboxViewerPanel(QWidget):
         list_layout.addLayout(list_bar)
         list_layout.addWidget(self.list_view, 1)
 
+        # --- writing
+        self.new_button = QToolButton()
+        self.new_button.setText("New message")
+        self.new_button.setToolTip("Write a message from the open account (Ctrl+N)")
+        self.new_button.clicked.connect(self.compose_new)
+        self.reply_button = QToolButton()
+        self.reply_button.setText("Reply")
+        self.reply_button.setToolTip("Reply to the sender (Ctrl+R)")
+        self.reply_button.clicked.connect(lambda: self.compose_reply(False))
+        self.reply_all_button = QToolButton()
+        self.reply_all_button.setText("Reply all")
+        self.reply_all_button.setToolTip("Reply to the sender and everyone else it went to (Ctrl+Shift+R)")
+        self.reply_all_button.clicked.connect(lambda: self.compose_reply(True))
+        self.forward_button = QToolButton()
+        self.forward_button.setText("Forward")
+        self.forward_button.setToolTip("Forward the message whole, as an attachment (Ctrl+L)")
+        self.forward_button.clicked.connect(self.compose_forward)
+        write_bar = QHBoxLayout()
+        for b in (self.new_button, self.reply_button, self.reply_all_button, self.forward_button):
+            write_bar.addWidget(b)
+        write_bar.addStretch(1)
+        self.compose_dialogs: list[ComposeDialog] = []
+
         # --- reading
         self.reading = ReadingPane()
         self.reading.loadRemoteRequested.connect(self._load_remote)
@@ -219,9 +243,14 @@ class MailboxViewerPanel(QWidget):
         self.reading.saveAllRequested.connect(self.save_all_attachments)
         self.reading.linkActivated.connect(self.open_link)
 
+        reading_box = QWidget()
+        reading_layout = QVBoxLayout(reading_box)
+        reading_layout.setContentsMargins(0, 0, 0, 0)
+        reading_layout.addLayout(write_bar)
+        reading_layout.addWidget(self.reading, 1)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(list_box)
-        right.addWidget(self.reading)
+        right.addWidget(reading_box)
         right.setStretchFactor(0, 2)
         right.setStretchFactor(1, 3)
         main = QSplitter(Qt.Orientation.Horizontal)
@@ -249,6 +278,10 @@ class MailboxViewerPanel(QWidget):
             shortcut(QKeySequence.StandardKey.Delete, self.delete_selected, self.list_view,
                      Qt.ShortcutContext.WidgetShortcut),
             shortcut(QKeySequence.StandardKey.Delete, self.delete_selected, self.reading),
+            shortcut("Ctrl+N", self.compose_new, self),
+            shortcut("Ctrl+R", lambda: self.compose_reply(False), self),
+            shortcut("Ctrl+Shift+R", lambda: self.compose_reply(True), self),
+            shortcut("Ctrl+L", self.compose_forward, self),
         ]
 
         # --- live
@@ -642,6 +675,7 @@ class MailboxViewerPanel(QWidget):
     def _after_change(self, text: str) -> None:
         self.message.show_info(text)
         self.reading.clear()
+        self._update_actions()
         self.list_model.refresh()
         self.refresh_folders()
 
@@ -751,6 +785,49 @@ class MailboxViewerPanel(QWidget):
                            lambda paths: self.message.show_info(f"Saved {len(paths)} attachments in {folder}."),
                            self.message.show_error, owner=self)
 
+    # --- writing -------------------------------------------------------------------------------------
+
+    def compose_new(self) -> ComposeDialog | None:
+        return self.compose(Draft())
+
+    def compose_reply(self, to_all: bool) -> None:
+        if self.current is not None and self.account is not None:
+            self.compose(reply_draft(self.current.view, self.current.message, self.account, to_all=to_all),
+                         answered=(self.current.folder, self.current.uid))
+
+    def compose_forward(self) -> None:
+        if self.current is not None:
+            self.compose(forward_draft(self.current.view, self.current.raw))
+
+    def compose(self, draft: Draft, answered: tuple[str, int] | None = None) -> ComposeDialog | None:
+        """Opens a message window; sending goes the way "Send test message" goes, plus a copy in Sent."""
+        if self.account is None or self.mailbox is None:
+            self.message.show_error("Open an account first: mail is sent from it, with its password.")
+            return None
+        dialog = ComposeDialog(self.account, draft, self)
+        account, password, mailbox = self.account, self.password, self.mailbox
+        sent = self.folder_model.special("\\Sent") or "Sent"
+        self.compose_dialogs.append(dialog)
+
+        def send(edited: Draft) -> None:
+            def ok(result: SendResult) -> None:
+                dialog.done_sending(result.words, True)
+                self.message.show_info(result.words)
+
+            self.bridge.submit(actions.send_draft(self.bridge.engine, mailbox, account, password, edited, sent,
+                                                  answered),
+                               ok, lambda text: dialog.done_sending(f"Not sent: {text}", False), owner=dialog)
+
+        def closed(_r: int) -> None:
+            if dialog in self.compose_dialogs:
+                self.compose_dialogs.remove(dialog)
+            dialog.deleteLater()
+
+        dialog.send.connect(send)
+        dialog.finished.connect(closed)
+        dialog.show()
+        return dialog
+
     # --- send test message ---------------------------------------------------------------------------
 
     def open_send_test(self) -> None:
@@ -801,6 +878,10 @@ class MailboxViewerPanel(QWidget):
         self.open_button.setEnabled(has_accounts)
         self.forget_button.setEnabled(has_accounts)
         self.send_test_button.setEnabled(has_account)
+        has_message = has_account and self.current is not None
+        self.new_button.setEnabled(has_account)
+        for button in (self.reply_button, self.reply_all_button, self.forward_button):
+            button.setEnabled(has_message)
         for widget in (self.new_folder_button, self.rename_folder_button, self.delete_folder_button,
                        self.search_box, self.threads_box, self.read_button, self.flag_button,
                        self.move_button, self.delete_button):

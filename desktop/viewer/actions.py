@@ -14,11 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
+from desktop.viewer.compose import Draft, build_message
 from desktop.viewer.html import text_document
 from desktop.viewer.message import MessageView, parse, part_content, read_message
+from desktop.viewer.sendtest import SendResult, send_message
 from desktop.viewer.text import safe_filename, unique_path
-from engine.interfaces import Mailbox
+from engine.interfaces import ANSWERED, SEEN, Mailbox, StoreError
 
 # Inline parts bigger than this are not pre-decoded for the HTML view (they are not shown inline).
 MAX_INLINE_PART = 16 * 1024 * 1024
@@ -124,6 +127,24 @@ async def move_to_trash(mailbox: Mailbox, folder: str, uids: Sequence[int], tras
 async def remove(mailbox: Mailbox, folder: str, uids: Sequence[int]) -> int:
     """Deleted for good (asked first by the panel)."""
     return len(await asyncio.to_thread(mailbox.remove, folder, list(uids)))
+
+
+async def send_draft(engine: Any, mailbox: Mailbox, account: str, password: str, draft: Draft,
+                     sent_folder: str | None, answered: tuple[str, int] | None) -> SendResult:
+    """Builds and sends a written message, then files a copy in Sent (\\Seen, as mail programs do) and
+    marks the message replied to \\Answered (RFC 3501 §2.3.2)."""
+    data, recipients = await asyncio.to_thread(build_message, account, draft, engine.config.hostname)
+    result = await send_message(engine, account, password, recipients, data)
+    if sent_folder:
+        try:
+            await asyncio.to_thread(mailbox.append, sent_folder, data, [SEEN])
+        except StoreError as exc:
+            return SendResult(result.route, f"{result.words} (No copy in {sent_folder}: {exc})")
+    if answered is not None:
+        folder, uid = answered
+        with contextlib.suppress(StoreError):
+            await asyncio.to_thread(mailbox.set_flags, folder, [uid], [ANSWERED], "add")
+    return result
 
 
 async def create_folder(mailbox: Mailbox, name: str) -> None:

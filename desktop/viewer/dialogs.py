@@ -1,10 +1,12 @@
-"""The viewer's small dialogs: the mailbox password and "Send test message".
+"""The viewer's dialogs: the mailbox password, "Send test message", and writing a message.
 
 Both are opened with `open()` (window-modal, no nested event loop: qasync issues #59/#174) and report
 through signals; the panel does the engine work and tells the dialog the outcome.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -14,11 +16,13 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from desktop.viewer.compose import Draft
 from desktop.viewer.text import escape_unsafe
 from desktop.widgets.common import MessageLine
 
@@ -117,5 +121,79 @@ class SendTestDialog(QDialog):
         self.send_button.setEnabled(True)
         if ok:
             self.message.show_info(text)
+        else:
+            self.message.show_error(text)
+
+
+COMPOSE_TITLES = {"new": "New message", "reply": "Reply", "reply-all": "Reply to all", "forward": "Forward"}
+
+
+class ComposeDialog(QDialog):
+    """A plain-text message window (new, reply, forward); `send(draft)` when the person clicks Send.
+
+    Not modal: a person may read other mail while writing.  Closes itself once the panel reports that
+    the message went out; stays open, with the reason, when it did not."""
+
+    send = Signal(object)           # desktop.viewer.compose.Draft
+
+    def __init__(self, account: str, draft: Draft, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.draft = draft
+        self.setWindowTitle(COMPOSE_TITLES.get(draft.kind, "New message"))
+        self.setWindowFlag(Qt.WindowType.Window, True)
+        self.setModal(False)
+        sender = QLabel(escape_unsafe(account, strict=True))
+        sender.setTextFormat(Qt.TextFormat.PlainText)
+        self.to = QLineEdit(draft.to)
+        self.to.setObjectName("composeTo")
+        self.cc = QLineEdit(draft.cc)
+        self.subject = QLineEdit(draft.subject)
+        self.body = QPlainTextEdit(draft.body)
+        self.body.setObjectName("composeBody")
+        form = QFormLayout()
+        form.addRow("From:", sender)
+        form.addRow("To:", self.to)
+        form.addRow("Cc:", self.cc)
+        form.addRow("Subject:", self.subject)
+        self.attachment_label = QLabel()
+        self.attachment_label.setTextFormat(Qt.TextFormat.PlainText)
+        if draft.forwarded is not None:
+            self.attachment_label.setText(f"Attached: {escape_unsafe(draft.forwarded_name)} (the original message)")
+        self.attachment_label.setVisible(draft.forwarded is not None)
+        self.message = MessageLine()
+        self.send_button = QPushButton("&Send")
+        self.send_button.clicked.connect(self._send)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.addButton(self.send_button, QDialogButtonBox.ButtonRole.ActionRole)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.body, 1)
+        layout.addWidget(self.attachment_label)
+        layout.addWidget(self.message)
+        layout.addWidget(self.buttons)
+        self.resize(640, 520)
+        if draft.kind in ("reply", "reply-all"):
+            self.body.setFocus()
+            cursor = self.body.textCursor()
+            cursor.movePosition(cursor.MoveOperation.Start)
+            self.body.setTextCursor(cursor)
+        else:
+            self.to.setFocus()
+
+    def current_draft(self) -> Draft:
+        return replace(self.draft, to=self.to.text(), cc=self.cc.text(), subject=self.subject.text(),
+                       body=self.body.toPlainText())
+
+    def _send(self) -> None:
+        self.send_button.setEnabled(False)
+        self.message.show_info("Sending…")
+        self.send.emit(self.current_draft())
+
+    def done_sending(self, text: str, ok: bool) -> None:
+        self.send_button.setEnabled(True)
+        if ok:
+            self.message.show_info(text)
+            self.accept()
         else:
             self.message.show_error(text)

@@ -1,9 +1,10 @@
-""""Send test message": the quickest proof that a new server works, sent the way a mail program would.
+"""Sending from the viewer — "Send test message" (the quickest proof that a new server works) and
+written mail — the way a mail program would.
 
-When the submission listener runs, the test goes through it exactly as Thunderbird's would: a loopback
-connection, STARTTLS (RFC 3207) pinned to this engine's own certificate, AUTH with the account's
-password (RFC 4954), then the message (aiosmtplib).  When submission is off, the engine API delivers it
-instead: local recipients straight into the store, remote ones into the queue.
+When the submission listener runs, the message goes through it exactly as Thunderbird's would: a
+loopback connection, STARTTLS (RFC 3207) pinned to this engine's own certificate, AUTH with the
+account's password (RFC 4954), then the message (aiosmtplib).  When submission is off, the engine API
+delivers it instead: local recipients straight into the store, remote ones into the queue.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def _own_certificate_der(engine: Any) -> bytes | None:
     return ssl.PEM_cert_to_DER_cert(pem[start:end + len("-----END CERTIFICATE-----")] + "\n")
 
 
-async def _via_smtp(engine: Any, service: str, account: str, password: str, recipient: str,
+async def _via_smtp(engine: Any, service: str, account: str, password: str, recipients: list[str],
                     data: bytes) -> SendResult:
     bound_host, port = engine.address_of(service)
     host = connect_host(bound_host)
@@ -101,7 +102,7 @@ async def _via_smtp(engine: Any, service: str, account: str, password: str, reci
             raise SendTestError(f"the program answering on {host}:{port} is not this Postroom "
                                 "(its certificate differs), so the password was not sent")
         await client.login(account, password)
-        await client.sendmail(account, [recipient], data)
+        await client.sendmail(account, recipients, data)
     except aiosmtplib.SMTPAuthenticationError:
         raise SendTestError(f"the server refused the password of {account}") from None
     except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -117,17 +118,22 @@ async def _via_smtp(engine: Any, service: str, account: str, password: str, reci
                 await client.quit()
             except (aiosmtplib.SMTPException, OSError):
                 client.close()
-    return SendResult(service, f"Sent from {account} to {recipient} through the {service} service "
+    return SendResult(service, f"Sent from {account} to {', '.join(recipients)} through the {service} service "
                                f"({host}:{port}), as a mail program would.")
 
 
-async def _via_engine(engine: Any, account: str, recipient: str, data: bytes) -> SendResult:
-    local, remote = await asyncio.to_thread(engine.directory.expand, recipient)
-    domain = recipient.rpartition("@")[2]
-    if not local and not remote:
-        if await asyncio.to_thread(engine.directory.is_local_domain, domain):
-            raise SendTestError(f"{recipient} is in a local domain but no account or alias takes it")
-        remote = [recipient]
+async def _via_engine(engine: Any, account: str, recipients: list[str], data: bytes) -> SendResult:
+    local: list[str] = []
+    remote: list[str] = []
+    for recipient in recipients:
+        to_local, to_remote = await asyncio.to_thread(engine.directory.expand, recipient)
+        if not to_local and not to_remote:
+            domain = recipient.rpartition("@")[2]
+            if await asyncio.to_thread(engine.directory.is_local_domain, domain):
+                raise SendTestError(f"{recipient} is in a local domain but no account or alias takes it")
+            to_remote = [recipient]
+        local += [a for a in to_local if a not in local]
+        remote += [a for a in to_remote if a not in remote]
     done: list[str] = []
     if local:
         await engine.store.deliver(local, data)
@@ -142,14 +148,20 @@ async def _via_engine(engine: Any, account: str, recipient: str, data: bytes) ->
                              f"{'; '.join(done)}.")
 
 
+async def send_message(engine: Any, account: str, password: str, recipients: list[str],
+                       data: bytes) -> SendResult:
+    """Sends `data` from `account` (see the module docstring); SendTestError says why it could not."""
+    running = {s.service for s in engine.status() if s.state == "running"}
+    for service in ("submission", "submissions"):
+        if service in running:
+            return await _via_smtp(engine, service, account, password, recipients, data)
+    return await _via_engine(engine, account, recipients, data)
+
+
 async def send_test_message(engine: Any, account: str, password: str, recipient: str) -> SendResult:
-    """Sends the test message (see the module docstring); SendTestError says why it could not."""
+    """Sends the test message; SendTestError says why it could not."""
     recipient = recipient.strip()
     if "@" not in recipient or any(ch.isspace() for ch in recipient):
         raise SendTestError(f"“{recipient}” is not an email address")
     data = build_test_message(account, recipient, engine.config.hostname)
-    running = {s.service for s in engine.status() if s.state == "running"}
-    for service in ("submission", "submissions"):
-        if service in running:
-            return await _via_smtp(engine, service, account, password, recipient, data)
-    return await _via_engine(engine, account, recipient, data)
+    return await send_message(engine, account, password, [recipient], data)

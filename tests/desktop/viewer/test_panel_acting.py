@@ -239,3 +239,38 @@ def test_models_pass_the_model_tester(qtbot, bridge, running, tmp_path, keyring_
     flags = {rows(panel)[r]: panel.list_model.index(r, 0).data(MessageListModel.SummaryRole).flags
              for r in range(2)}
     assert all(SEEN not in f and FLAGGED not in f for f in flags.values())
+
+
+def test_reply_is_sent_filed_in_sent_and_marks_the_original_answered(qtbot, bridge, running, tmp_path,
+                                                                    keyring_backend: MemoryKeyring) -> None:
+    note = (f"From: Alice <{ALICE}>\r\nTo: {ALICE}\r\nSubject: note to self\r\n"
+            "Date: Tue, 02 Jan 2024 09:00:00 +0000\r\nMessage-ID: <self@example.test>\r\n\r\nremember the milk\r\n")
+    panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, note.encode())
+    select_subject(qtbot, panel, "note to self")
+    assert panel.reply_button.isEnabled()
+    qtbot.keySequence(panel, "Ctrl+R")
+    qtbot.waitUntil(lambda: len(panel.compose_dialogs) == 1, timeout=WAIT)
+    dialog = panel.compose_dialogs[0]
+    assert dialog.to.text() == ALICE and dialog.subject.text() == "Re: note to self"
+    assert "> remember the milk" in dialog.body.toPlainText()
+    dialog.body.setPlainText("Done.\n\n" + dialog.body.toPlainText())
+    dialog.send_button.click()
+    qtbot.waitUntil(lambda: panel.compose_dialogs == [], timeout=WAIT)      # closed once sent
+    qtbot.waitUntil(lambda: "Re: note to self" in rows(panel), timeout=WAIT)
+    box = running.store.mailbox(ALICE)
+    assert box.status("Sent").messages == 1
+    original = next(s for s in box.summaries("INBOX") if s.subject == "note to self")
+    assert "\\Answered" in original.flags
+    reply = next(s for s in box.summaries("INBOX") if s.subject == "Re: note to self")
+    assert reply.in_reply_to == "<self@example.test>"
+
+
+def test_compose_refuses_a_bad_address_and_stays_open(qtbot, bridge, running, tmp_path,
+                                                      keyring_backend: MemoryKeyring) -> None:
+    panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("x"))
+    dialog = panel.compose_new()
+    assert dialog is not None
+    dialog.to.setText("not an address")
+    dialog.send_button.click()
+    qtbot.waitUntil(lambda: dialog.send_button.isEnabled(), timeout=WAIT)
+    assert dialog.isVisible() and "not an email address" in dialog.message.text()
