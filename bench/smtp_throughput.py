@@ -1,19 +1,27 @@
-"""SMTP reception throughput: Postroom's MX against a bare aiosmtpd Maildir handler, driven by smtp-source.
+"""SMTP reception throughput: Postroom's MX beside Postfix's own path and a bare aiosmtpd Maildir handler.
 
-Postfix's `smtp-source` (one connection per message, HELO, MAIL, RCPT, DATA, QUIT) sends N messages of
+Postfix's `smtp-source` (one connection per message: HELO, MAIL, RCPT, DATA, QUIT) sends N messages of
 `--size` octets with 20 and with 1 concurrent sessions; the clock runs from its start until the last
-message is in the Maildir's new/.  Each server runs in its own process on loopback:
+message is in the server's Maildir (new/ or cur/).  Three servers, each in its own process(es) on loopback:
 
 - postroom:  engine.smtp SMTPListener (role "smtp") with the real Directory, MailStore and DeliveryLog,
-             so every message is parsed, checked, given a Received: line, fsynced, indexed and logged.
-- aiosmtpd:  aiosmtpd 1.4.6's SMTP with a handle_DATA that writes the message to tmp/, fsyncs it,
-             renames it into new/ and fsyncs new/ (on a worker thread, so sessions overlap) - the
-             simplest durable server one could write with the library we build on.
+             so every message is parsed, checked, given a Received: line, fsynced (file and directory),
+             indexed (durable SQLite commit) and logged before its 250.
+- postfix:   a throwaway Postfix instance (`postfix -c DIR start`, its own main.cf/master.cf, queue and
+             data directories in a temp dir, no chroot, smtpd on a free loopback port) delivering through
+             virtual(8) into a Maildir: smtpd -> cleanup (queue file fsynced before the 250) -> qmgr ->
+             virtual (Maildir file fsynced).  Needs root and the `postfix` user (Debian's package makes it);
+             started and stopped with its own commands, its master found by its PID file.
+- aiosmtpd:  aiosmtpd's SMTP with a handle_DATA that writes the message to tmp/, fsyncs it, renames it
+             into new/ and fsyncs new/ (on a worker thread, so sessions overlap) - the simplest durable
+             server one could write with the library we build on.
 
-Both run in the same invocation on the same disk (timings here vary by ±30% between runs).  The issue's
-target is to be ahead of Postfix's own virtual(8) Maildir delivery, about 700 msg/s on this machine.
+The machine is shared and disk timings vary by ±30% between runs, so every round runs all three servers
+back to back (the order rotates between rounds) and the table shows medians over rounds with their range,
+the ratios Postroom/Postfix and Postroom/aiosmtpd computed per round (then the median), the server CPU per
+message (Postfix: master and all its children) and the load average before and after.
 
-    .venv/bin/python bench/smtp_throughput.py [--messages 5000] [--size 4096] [--sessions 20,1]
+    .venv/bin/python bench/smtp_throughput.py [--messages 5000] [--size 4096] [--sessions 20,1] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -127,7 +135,166 @@ async def _run_until_signal(port_file: Path, port: int) -> None:
     await stop.wait()
 
 
+# --- Postfix: a throwaway instance -------------------------------------------------------------------
+
+POSTFIX = "/usr/sbin/postfix"
+# Services the MX path needs, none chrooted (the fifth column): smtpd on our port, cleanup, qmgr, the
+# address rewriter, bounce/defer/trace, virtual(8) and the helpers smtpd and qmgr call.
+MASTER_CF = """\
+127.0.0.1:{port} inet n - n - - smtpd
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+virtual   unix  - n n - - virtual
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+"""
+MAIN_CF = """\
+compatibility_level = 3.6
+queue_directory = {root}/queue
+data_directory = {root}/data
+mail_owner = postfix
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = mx.example.test
+mydomain = example.test
+myorigin = example.test
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+relay_domains =
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination
+virtual_mailbox_domains = example.test
+virtual_mailbox_maps = texthash:{root}/conf/vmailbox
+virtual_mailbox_base = {root}/mail
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+maillog_file_prefixes = {root}
+maillog_file = {root}/maillog
+biff = no
+"""
+
+
+def postfix_unavailable() -> str | None:
+    """Why the Postfix column cannot run here, or None."""
+    import pwd
+
+    if not Path(POSTFIX).exists():
+        return f"{POSTFIX} is missing (apt-get install postfix)"
+    if os.geteuid() != 0:
+        return "a Postfix instance needs root"
+    try:
+        pwd.getpwnam("postfix")
+    except KeyError:
+        return "there is no `postfix` user (the Debian package creates it)"
+    return None
+
+
+class PostfixInstance:
+    """`postfix -c <root>/conf`: its own queue, data directory, log file and Maildir, all under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        import pwd
+
+        self.root = root
+        self.conf = root / "conf"
+        self.port = free_port()
+        self.master_pid: int | None = None
+        postfix = pwd.getpwnam("postfix")
+        nobody = pwd.getpwnam("nobody")       # virtual(8) writes mail as an unprivileged uid
+        os.chmod(root, 0o755)                 # mkdtemp's 0700 would keep postfix and nobody out
+        for sub in ("conf", "queue", "data", "mail"):
+            (root / sub).mkdir()
+        os.chown(root / "data", postfix.pw_uid, postfix.pw_gid)
+        os.chown(root / "mail", nobody.pw_uid, nobody.pw_gid)
+        (self.conf / "main.cf").write_text(MAIN_CF.format(root=root, uid=nobody.pw_uid, gid=nobody.pw_gid))
+        (self.conf / "master.cf").write_text(MASTER_CF.format(port=self.port))
+        (self.conf / "vmailbox").write_text(f"{RECIPIENT} example.test/bench/\n")   # trailing "/": Maildir
+
+    @property
+    def maildir(self) -> Path:
+        return self.root / "mail" / "example.test" / "bench"
+
+    def _command(self, *args: str) -> None:
+        done = subprocess.run([POSTFIX, "-c", str(self.conf), *args], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"postfix {' '.join(args)} failed:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join((self.root / "maillog").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no maillog)"
+
+    def start(self) -> None:
+        self._command("start")
+        pid_file = self.root / "queue" / "pid" / "master.pid"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.master_pid = int(pid_file.read_text().split()[0])
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                    if s.recv(512).startswith(b"220"):
+                        return
+            except (OSError, ValueError, IndexError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"postfix did not answer on port {self.port}:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """`postfix stop`, then waits (bounded) for our master to be gone; `postfix abort` if it lingers."""
+        pid = self.master_pid
+        if pid is None:
+            return
+        try:
+            self._command("stop")
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            print(f"  {exc}", file=sys.stderr)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists():
+            subprocess.run([POSTFIX, "-c", str(self.conf), "abort"], capture_output=True, timeout=60)
+        self.master_pid = None
+
+    def cpu_seconds(self) -> float:
+        """The master's CPU, its reaped children's, and that of the children still running."""
+        if self.master_pid is None:
+            return 0.0
+        total = cpu_seconds(self.master_pid, children=True)
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.master_pid:
+                total += cpu_seconds(int(entry.name))
+        return total
+
+
 # --- the driver ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def count_new(maildir: Path) -> int:
@@ -137,31 +304,68 @@ def count_new(maildir: Path) -> int:
         return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux /proc), 0.0 where unavailable."""
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU time a process has used so far (Linux /proc; with `children`, also that of its
+    children it has waited for), 0.0 where unavailable."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = int(fields[11]) + int(fields[12])
+        if children:
+            ticks += int(fields[13]) + int(fields[14])
+        return ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0
 
 
+class PythonServer:
+    """A server of this file (`--serve postroom|aiosmtpd`) in a child process."""
+
+    def __init__(self, kind: str, root: Path) -> None:
+        self.kind = kind
+        self.data = root / "data"
+        self.data.mkdir()
+        self.port_file = root / "port"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def maildir(self) -> Path:
+        return maildir_of(self.data, self.kind)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", self.kind, "--data", str(self.data),
+                                      "--port-file", str(self.port_file)])
+        deadline = time.monotonic() + 30
+        while not self.port_file.exists() or not self.port_file.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.kind} server did not start")
+            time.sleep(0.02)
+        self.port = int(self.port_file.read_text())
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
 def run_one(kind: str, messages: int, size: int, sessions: int, max_seconds: float) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"smtp-bench-{kind}-"))
-    port_file = work / "port"
-    data = work / "data"
-    data.mkdir()
-    server = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--data", str(data),
-                               "--port-file", str(port_file)])
+    server: PythonServer | PostfixInstance
+    server = PostfixInstance(work) if kind == "postfix" else PythonServer(kind, work)
     try:
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text():
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{kind} server did not start")
-            time.sleep(0.02)
-        port = int(port_file.read_text())
-        maildir = maildir_of(data, kind)
-        cpu_before = cpu_seconds(server.pid)
+        server.start()
+        port = server.port
+        maildir = server.maildir
+        cpu_before = server.cpu_seconds()
         started = time.perf_counter()
         source = subprocess.run([SMTP_SOURCE, "-s", str(sessions), "-m", str(messages), "-l", str(size),
                                  "-f", SENDER, "-t", RECIPIENT, f"127.0.0.1:{port}"],
@@ -172,27 +376,33 @@ def run_one(kind: str, messages: int, size: int, sessions: int, max_seconds: flo
             time.sleep(0.005)
         stored = count_new(maildir)
         elapsed = time.perf_counter() - started
-        cpu = cpu_seconds(server.pid) - cpu_before
+        cpu = server.cpu_seconds() - cpu_before
         if source.returncode != 0:
             print(f"  smtp-source ({kind}) said: {source.stderr.strip()[:300]}", file=sys.stderr)
         return {"kind": kind, "sessions": sessions, "seconds": elapsed, "source_seconds": sent - started,
                 "stored": stored, "rate": stored / elapsed if elapsed else 0.0,
                 "cpu_ms": 1000 * cpu / stored if stored else 0.0}
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def main() -> int:
+    import statistics
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--sessions", default="20,1", help="comma-separated session counts")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table shows medians")
+    parser.add_argument("--servers", default="postroom,postfix,aiosmtpd", help="comma-separated")
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--serve", choices=("postroom", "aiosmtpd"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -207,24 +417,50 @@ def main() -> int:
     if not Path(SMTP_SOURCE).exists():
         print(f"{SMTP_SOURCE} is missing: apt-get install postfix (it ships smtp-source)", file=sys.stderr)
         return 2
+    kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
+    unknown = set(kinds) - {"postroom", "postfix", "aiosmtpd"}
+    if unknown:
+        print(f"unknown servers: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    if "postfix" in kinds and (why := postfix_unavailable()) is not None:
+        print(f"Postfix column skipped: {why}", file=sys.stderr)
+        kinds.remove("postfix")
     counts = [int(s) for s in args.sessions.split(",") if s.strip()]
-    print(f"SMTP reception: {args.messages} messages of {args.size} octets via smtp-source, "
-          "one connection per message, clock stops when the last is in the Maildir")
-    print(f"{'server':<12}{'sessions':>9}{'seconds':>10}{'msg/s':>10}{'stored':>9}{'vs aiosmtpd':>13}"
-          f"{'server CPU ms/msg':>19}")
+    load_before = load_average()
+    print(f"SMTP reception: {args.messages} messages of {args.size} octets via smtp-source, one connection "
+          f"per message, clock stops when the last is in the Maildir; {args.rounds} interleaved rounds, "
+          f"{os.cpu_count()} CPUs, load average before: {load_before}")
+    results: dict[tuple[str, int], list[dict[str, Any]]] = {}
     ok = True
+    for rnd in range(args.rounds):
+        for sessions in counts:
+            shift = rnd % len(kinds)
+            for kind in kinds[shift:] + kinds[:shift]:     # rotate who goes first
+                r = run_one(kind, args.messages, args.size, sessions, args.max_seconds)
+                results.setdefault((kind, sessions), []).append(r)
+                print(f"  round {rnd + 1} {kind:<9} {sessions:>2} sessions: {r['rate']:6.0f} msg/s "
+                      f"{r['stored']:>6} stored  {r['cpu_ms']:5.2f} CPU ms/msg  load {load_average()}",
+                      flush=True)
+                ok = ok and r["stored"] == args.messages
+
+    print()
+    print(f"{'server':<10}{'sessions':>9}{'msg/s':>8}{'range':>13}{'CPU ms/msg':>12}")
     for sessions in counts:
-        results = {kind: run_one(kind, args.messages, args.size, sessions, args.max_seconds)
-                   for kind in ("aiosmtpd", "postroom")}
-        base = results["aiosmtpd"]["rate"]
-        for kind in ("postroom", "aiosmtpd"):
-            r = results[kind]
-            ratio = r["rate"] / base if base else float("nan")
-            print(f"{kind:<12}{sessions:>9}{r['seconds']:>10.2f}{r['rate']:>10.0f}{r['stored']:>9}"
-                  f"{ratio:>12.2f}x{r['cpu_ms']:>19.2f}")
-            ok = ok and r["stored"] == args.messages
-    print("reference (same kind of machine, DESIGN/peers notes): Postfix virtual(8) Maildir ~700 msg/s "
-          "with 20 sessions; aiosmtpd 250-only ~2,000 msg/s; smtp-sink ~12,000 msg/s")
+        for kind in kinds:
+            rates = sorted(r["rate"] for r in results[(kind, sessions)])
+            cpu = statistics.median(r["cpu_ms"] for r in results[(kind, sessions)])
+            print(f"{kind:<10}{sessions:>9}{statistics.median(rates):>8.0f}"
+                  f"{f'{rates[0]:.0f}-{rates[-1]:.0f}':>13}{cpu:>12.2f}")
+    if "postroom" in kinds:
+        print()
+        for other in (k for k in kinds if k != "postroom"):
+            for sessions in counts:
+                mine, theirs = results[("postroom", sessions)], results[(other, sessions)]
+                ratios = sorted(a["rate"] / b["rate"] for a, b in zip(mine, theirs, strict=True) if b["rate"])
+                if ratios:
+                    print(f"postroom / {other:<9} {sessions:>2} sessions: {statistics.median(ratios):.2f}x "
+                          f"median of rounds ({ratios[0]:.2f}-{ratios[-1]:.2f})")
+    print(f"load average before: {load_before}; after: {load_average()}")
     return 0 if ok else 1
 
 
