@@ -45,12 +45,21 @@ def _comment(text: str) -> str:
     return _UNSAFE_COMMENT.sub("?", text)[:200]
 
 
+_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9!#$%&'*+./=?^_`{|}~@:-]+$")
+
+
 def _value(text: str) -> str:
-    return re.sub(r"[^\x21-\x7e]", "?", text)[:255]
+    """A property value (RFC 8601 §2.2 pvalue): as is when it is token-like (addresses, domains and
+    base64 included, as receivers commonly write them), else a quoted-string."""
+    text = re.sub(r"[^\x20-\x7e]", "?", text)[:255]
+    if not text or _PLAIN_VALUE.match(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _reason(text: str) -> str | None:
-    return re.sub(r"[^\x20-\x7e]", "?", text)[:200] or None
+    # authres leaves any value with an "@" unquoted (right for addresses, wrong for a sentence).
+    return re.sub(r"[^\x20-\x7e]", "?", text).replace("@", " at ")[:200] or None
 
 
 def clauses(results: AuthResults) -> list[str]:

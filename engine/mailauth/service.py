@@ -148,9 +148,12 @@ class MailAuth:
         if domain is None:
             return FilterVerdict(data=data if removed else None, log=_removed(removed))
         keys = self.keys.signing_keys(domain)
-        signatures = await asyncio.to_thread(dkim.sign, data, fields, domain, keys)
+        if not keys:                       # rotated away between the two looks: send it unsigned
+            return FilterVerdict(data=data if removed else None, log=_removed(removed))
+        signer = keys[0].selector.domain   # as stored: IDNA A-labels, what d= must carry (RFC 6376 §3.5)
+        signatures = await asyncio.to_thread(dkim.sign, data, fields, signer, keys)
         selectors = ",".join(k.selector.selector for k in keys)
-        return FilterVerdict(data=signatures + data, log={"dkim_signed": f"d={domain} s={selectors}",
+        return FilterVerdict(data=signatures + data, log={"dkim_signed": f"d={signer} s={selectors}",
                                                           **_removed(removed)})
 
     # --- the MX ---------------------------------------------------------------------------------------

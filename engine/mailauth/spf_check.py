@@ -96,9 +96,11 @@ async def check_spf(dns_source: DNSSource, client_ip: str, sender: str, helo: st
     domain = sender.rpartition("@")[2].lower() if sender else helo.lower()
     shown = sender if sender else helo
     try:
-        ipaddress.ip_address(client_ip)
+        address = ipaddress.ip_address(client_ip)
     except ValueError:
         return SPFResult("none", identity, domain, shown, client_ip, "no client address to check")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        client_ip = str(address.ipv4_mapped)     # a dual-stack socket's view of an IPv4 client (RFC 7208 §5)
     if not sender and not _FQDN.match(helo):
         # RFC 7208 §2.3: the HELO identity is only checked when it is a fully qualified domain name.
         return SPFResult("none", identity, domain, shown, client_ip, "null sender and HELO is not a domain name")
