@@ -112,6 +112,10 @@ class QueueAdmin:
     def list(self) -> builtins.list[QueueItem]:
         return self.db.items()
 
+    def count(self) -> int:
+        """Messages in the queue (cheap: for counters and polling)."""
+        return self.db.count()
+
     def get(self, queue_id: str) -> QueueItem | None:
         items = self.db.items(queue_id)
         return items[0] if items else None

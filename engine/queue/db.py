@@ -114,36 +114,43 @@ class QueueDB:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Two connections: writes (each an fsynced commit, often on a worker thread) never make a read
+        # on the event loop wait for them; WAL lets the reader see the last commit meanwhile.
+        self._wlock = threading.RLock()
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=15.0, isolation_level=None, check_same_thread=False)
+        self._wdb = sqlite3.connect(self.path, timeout=15.0, isolation_level=None, check_same_thread=False)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            self._wdb.execute("PRAGMA journal_mode=WAL")
+            self._wdb.execute("PRAGMA synchronous=FULL")
+            self._wdb.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            self._db = sqlite3.connect(self.path, timeout=15.0, isolation_level=None, check_same_thread=False)
         except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            self._db.close()
+            if self._wdb.in_transaction:
+                self._wdb.execute("ROLLBACK")
+            self._wdb.close()
             raise
 
     def close(self) -> None:
+        with self._wlock:
+            self._wdb.close()
         with self._lock:
             self._db.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._wlock:
+            self._wdb.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield self._wdb
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._wdb.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            self._wdb.execute("COMMIT")
 
     def data_version(self) -> int:
-        """Changes when another connection (the CLI, another component) commits to the file."""
+        """Changes when another connection (the CLI, another component) commits to the file.
+
+        Asked of the read connection, so the queue's own writes count too: harmless, one extra pass."""
         with self._lock:
             return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
@@ -177,8 +184,9 @@ class QueueDB:
                     marked.append(rcpt)
         return marked
 
-    def finish_attempt(self, queue_id: str, results: Sequence[Result]) -> None:
-        """Records each recipient's outcome (deferred ones keep the retry time set at the start)."""
+    def finish_attempt(self, queue_id: str, results: Sequence[Result]) -> bool:
+        """Records each recipient's outcome (deferred ones keep the retry time set at the start), and in
+        the same commit removes the message when nothing is left to do; True when it was removed."""
         with self._write() as db:
             for r in results:
                 db.execute("UPDATE queue_recipients SET status=?, last_error=?, last_status=?, "
@@ -186,6 +194,16 @@ class QueueDB:
                            "WHERE queue_id=? AND recipient=? AND status IN (?,?)",
                            (r.status, r.error, r.code, r.remote_host, r.remote_host, int(r.from_remote),
                             queue_id, r.recipient, SENDING, QUEUED))
+            return self._remove_if_done(db, queue_id)
+
+    def _remove_if_done(self, db: sqlite3.Connection, queue_id: str) -> bool:
+        open_rows = db.execute(
+            "SELECT COUNT(*) FROM queue_recipients WHERE queue_id=? AND "
+            "(status IN (?,?) OR (status=? AND notified=0))", (queue_id, QUEUED, SENDING, FAILED)).fetchone()[0]
+        if open_rows:
+            return False
+        db.execute("DELETE FROM queue_recipients WHERE queue_id=?", (queue_id,))
+        return db.execute("DELETE FROM queue_messages WHERE id=?", (queue_id,)).rowcount > 0
 
     def recover(self) -> int:
         """After a crash: every `sending` recipient's outcome is unknown, so it waits for its retry time."""
@@ -228,14 +246,11 @@ class QueueDB:
     def delete_if_done(self, queue_id: str) -> bool:
         """Removes a message none of whose recipients is pending or awaiting its DSN; True if removed."""
         with self._write() as db:
-            open_rows = db.execute(
-                "SELECT COUNT(*) FROM queue_recipients WHERE queue_id=? AND "
-                "(status IN (?,?) OR (status=? AND notified=0))",
-                (queue_id, QUEUED, SENDING, FAILED)).fetchone()[0]
-            if open_rows:
-                return False
-            db.execute("DELETE FROM queue_recipients WHERE queue_id=?", (queue_id,))
-            return db.execute("DELETE FROM queue_messages WHERE id=?", (queue_id,)).rowcount > 0
+            return self._remove_if_done(db, queue_id)
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM queue_messages").fetchone()[0])
 
     # --- reading ---------------------------------------------------------------------------------------
 
@@ -250,7 +265,7 @@ class QueueDB:
                                     "ORDER BY rowid", (queue_id,)).fetchall()
         return [_rcpt(r) for r in rows]
 
-    def due(self, now: float, limit: int = 2000) -> list[RecipientRow]:
+    def due(self, now: float, limit: int = 500) -> list[RecipientRow]:
         with self._lock:
             rows = self._db.execute(f"SELECT {_RCPT_COLS} FROM queue_recipients WHERE status=? AND "
                                     "next_attempt<=? ORDER BY next_attempt, queue_id LIMIT ?",

@@ -69,6 +69,9 @@ class Queue:
     def list(self) -> builtins.list[QueueItem]:
         return self.admin.list()
 
+    def count(self) -> int:
+        return self.admin.count()
+
     def get(self, queue_id: str) -> QueueItem | None:
         return self.admin.get(queue_id)
 

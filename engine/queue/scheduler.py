@@ -41,6 +41,8 @@ DSN_RETRY = 60.0            # a DSN that could not be delivered is tried again a
 SPOOL_SWEEP_EVERY = 600.0   # look for orphaned spool files this often
 ORPHAN_AGE = 600.0          # ... and remove those older than this
 JOBS_PER_WORKER = 100       # then give the concurrency slot to another destination
+BACKLOG = 200               # dispatched jobs waiting for a worker before we stop looking for more
+HOUSEKEEPING_EVERY = 5.0    # the whole-queue scans (delay warnings, leftovers) at most this often
 
 
 class Scheduler:
@@ -66,6 +68,7 @@ class Scheduler:
         self._dsn_retry_at: dict[str, float] = {}
         self._bouncing: set[str] = set()
         self._next_spool_sweep = 0.0
+        self._next_housekeeping = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -112,7 +115,8 @@ class Scheduler:
             self._wakeup.clear()
             now = time.time()
             try:
-                self._dispatch(self.db.due(now))
+                if self._backlog() < BACKLOG:
+                    self._dispatch(self.db.due(now))
                 await self._sweep(now)
                 next_due = self.db.next_due(now)
             except Exception:
@@ -231,10 +235,12 @@ class Scheduler:
                 outcomes, conn = await self.deliverer.remote(job, message.sender, data, conn)
         try:
             outcomes = [self._expire(o, message, now) for o in outcomes]
-            await asyncio.to_thread(self.db.finish_attempt, job.queue_id, [o.result() for o in outcomes])
+            removed = await asyncio.to_thread(self.db.finish_attempt, job.queue_id,
+                                              [o.result() for o in outcomes])
             for outcome in outcomes:
                 self._record_outcome(message, outcome, attempt)
-            await self._remove_if_done(job.queue_id)
+            if removed:
+                await asyncio.to_thread(self.spool.remove, job.queue_id)
             self._publish(job.queue_id)
         except BaseException:
             if conn is not None:        # the caller never gets it back: close it here
@@ -290,7 +296,13 @@ class Scheduler:
             if self._dsn_retry_at.get(queue_id, 0.0) <= now and not self._busy(queue_id):
                 await self._bounce(queue_id)
                 await self._remove_if_done(queue_id)
+        if now < self._next_housekeeping:
+            return
         d = self.config.delivery
+        interval = HOUSEKEEPING_EVERY
+        if d.delay_warning > 0:
+            interval = min(interval, max(0.1, d.delay_warning / 4))
+        self._next_housekeeping = now + interval
         if 0 < d.delay_warning < d.max_queue_lifetime:
             for queue_id in self.db.needing_warning(now - d.delay_warning):
                 await self._warn(queue_id)
@@ -304,6 +316,9 @@ class Scheduler:
             if removed:
                 log.warning("removed %d spool file(s) without a queue entry (left by a crash before the "
                             "client was told 250)", len(removed))
+
+    def _backlog(self) -> int:
+        return sum(len(jobs) for jobs in self._pending.values())
 
     def _busy(self, queue_id: str) -> bool:
         return any(qid == queue_id for qid, _ in self._inflight)
