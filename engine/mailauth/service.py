@@ -5,8 +5,9 @@ the message is DKIM-signed with the keys of its From domain (or, failing that, i
 domain), when that domain has keys.  It is never checked against SPF: the sender is one of ours.
 
 MX: SPF, every DKIM signature, DMARC and ARC are checked (DNS concurrently on the loop, signature
-arithmetic in a worker thread), forged Authentication-Results claiming our host name are removed, ours is
-prepended, the policy decides deliver / Junk / refuse, and the verdicts go into the delivery log.
+arithmetic in a worker thread), forged Authentication-Results claiming our host name are removed, ours goes
+right under our Received line, the policy decides deliver / Junk / refuse, and the verdicts go into the
+delivery log.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class Verifier:
         if not dmarc.psl_loaded():
             await asyncio.to_thread(dmarc.public_suffix_list)
         refs = dkim.signature_refs(fields)
-        wanted = dkim.key_names(refs) + [n for n in arc.key_names(fields) if n not in dkim.key_names(refs)]
+        dkim_keys = dkim.key_names(refs)
+        wanted = dkim_keys + [n for n in arc.key_names(fields) if n not in dkim_keys]
         domains = from_domains(fields)[:MAX_FROM_DOMAINS]
         spf_task = asyncio.ensure_future(
             check_spf(self.dns_source, client_ip, sender, helo, receiver=self.hostname))
@@ -166,6 +168,8 @@ class MailAuth:
         kept, removed = remove_results_for(fields, config.hostname)
         data = join_message(with_results(kept, header_field(config.hostname, results)), rest)
         decision = decide(results, config.authentication)
+        log.debug("%s from %s: %s -> %s", message.message_id, message.client_ip, results.summary(),
+                  decision.action)
         fields_for_log: dict[str, Any] = {"auth": results.summary(), "auth_words": describe(results),
                                           **_removed(removed)}
         if decision.reason:
