@@ -1,14 +1,18 @@
 """The delivery-log table model: newest first, loaded a page at a time as the view scrolls down.
 
 Pages come from `DeliveryLog.query` through the bridge (never on the GUI thread); new rows arrive when the
-engine publishes DeliveryLogged and are fetched with `after_id`, then inserted at the top.  A generation
-counter discards answers to a filter the person has already replaced.
+engine publishes DeliveryLogged and are fetched with `after_id`, oldest first a page at a time, and
+inserted at the top.  A generation counter discards answers to a filter the person has already replaced.
+
+Rows are kept as plain tuples of the entry's fields, packed in the worker thread that read them: a tuple
+of strings and numbers is untracked by Python's cyclic garbage collector, while 100,000 LogEntry objects
+made every full collection walk them (stalls of 200-500 ms on the GUI thread, measured with gc.callbacks
+in bench/gui_stall.py).  `entry(row)` rebuilds the LogEntry when someone needs it.
 """
 
 from __future__ import annotations
 
-import functools
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
@@ -20,6 +24,25 @@ from engine.log import LogEntry, LogFilter
 Index = QModelIndex | QPersistentModelIndex
 
 PAGE = 500
+
+Row = tuple[Any, ...]          # LogEntry's fields in declaration order
+_ID, _TIME, _EVENT, _DIRECTION = 0, 1, 2, 3
+_SLOT = {f.name: i for i, f in enumerate(fields(LogEntry))}
+_SENDER, _RECIPIENT, _SIZE = _SLOT["sender"], _SLOT["recipient"], _SLOT["size"]
+_REMOTE_HOST, _CLIENT_IP = _SLOT["remote_host"], _SLOT["client_ip"]
+_REMOTE_REPLY, _DETAIL = _SLOT["remote_reply"], _SLOT["detail"]
+_NAMES = tuple(_SLOT)
+
+
+def pack(entries: list[LogEntry]) -> list[Row]:
+    """LogEntry objects as GC-untracked tuples (run in the worker thread, not on the GUI's)."""
+    names = _NAMES
+    return [tuple([getattr(e, n) for n in names]) for e in entries]
+
+
+def read_page(log: Any, flt: LogFilter, offset: int, limit: int, oldest_first: bool = False) -> list[Row]:
+    """One page of rows, packed; blocking (the bridge runs it in a worker thread)."""
+    return pack(log.query(flt, offset=offset, limit=limit, oldest_first=oldest_first))
 
 EVENT_WORDS = {
     "received": "Received", "delivered": "Delivered", "relayed": "Relayed", "deferred": "Deferred",
@@ -40,8 +63,9 @@ class LogModel(QAbstractTableModel):
         super().__init__(parent)
         self.bridge = bridge
         self.filter = LogFilter()
-        self._rows: list[LogEntry] = []
+        self._rows: list[Row] = []
         self._ids: set[int] = set()
+        self._newest = 0                    # the largest id shown: where fetch_newer starts
         self._generation = 0
         self._loading = False
         self._exhausted = False
@@ -64,33 +88,35 @@ class LogModel(QAbstractTableModel):
         return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+        # Called for every cell and role on each repaint: as few calls back into Qt as possible.
+        row_no = index.row()
+        if not 0 <= row_no < len(self._rows):
             return None
-        entry = self._rows[index.row()]
+        row = self._rows[row_no]
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             if col == self.TIME:
-                return format_time(entry.time)
+                return format_time(row[_TIME])
             if col == self.EVENT:
-                return EVENT_WORDS.get(entry.event, entry.event)
+                return EVENT_WORDS.get(row[_EVENT], row[_EVENT])
             if col == self.DIRECTION:
-                return "in" if entry.direction == "in" else "out"
+                return "in" if row[_DIRECTION] == "in" else "out"
             if col == self.SENDER:
-                return entry.sender or "<>"
+                return row[_SENDER] or "<>"
             if col == self.RECIPIENT:
-                return entry.recipient
+                return row[_RECIPIENT]
             if col == self.SIZE:
-                return format_size(entry.size)
+                return format_size(row[_SIZE])
             if col == self.REMOTE:
-                return entry.remote_host or entry.client_ip
+                return row[_REMOTE_HOST] or row[_CLIENT_IP]
             if col == self.DETAIL:
-                return (entry.detail or entry.remote_reply).replace("\n", " ")
+                return str(row[_DETAIL] or row[_REMOTE_REPLY]).replace("\n", " ")
         elif role == Qt.ItemDataRole.ToolTipRole and col in (self.DETAIL, self.REMOTE):
-            return entry.remote_reply or entry.detail or None
+            return row[_REMOTE_REPLY] or row[_DETAIL] or None
         elif role == Qt.ItemDataRole.TextAlignmentRole and col == self.SIZE:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         elif role == Qt.ItemDataRole.UserRole:
-            return entry
+            return LogEntry(*row)
         return None
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
@@ -107,8 +133,8 @@ class LogModel(QAbstractTableModel):
             return                  # not opened yet: the panel reloads when the engine starts
         self._set_loading(True)
         generation = self._generation
-        query = functools.partial(log.query, self.filter, offset=len(self._rows), limit=PAGE)
-        self.bridge.call(query, on_result=lambda rows: self._older_arrived(generation, rows),
+        self.bridge.call(read_page, log, self.filter, len(self._rows), PAGE,
+                         on_result=lambda rows: self._older_arrived(generation, rows),
                          on_error=lambda text: self._fetch_failed(generation, text), owner=self)
 
     # --- answers -----------------------------------------------------------------------------------
@@ -124,23 +150,29 @@ class LogModel(QAbstractTableModel):
             self._exhausted = True
             self.failed.emit(text)
 
-    def _older_arrived(self, generation: int, rows: list[LogEntry]) -> None:
+    def _older_arrived(self, generation: int, rows: list[Row]) -> None:
         if generation != self._generation:
             return
         if len(rows) < PAGE:
             self._exhausted = True
         # Rows inserted at the top meanwhile shift the offset: an overlap, removed here by id.
-        fresh = [r for r in rows if r.id not in self._ids]
+        ids = self._ids
+        fresh = [r for r in rows if r[_ID] not in ids]
         if fresh:
             first = len(self._rows)
             self.beginInsertRows(QModelIndex(), first, first + len(fresh) - 1)
             self._rows.extend(fresh)
-            self._ids.update(r.id for r in fresh)
+            ids.update(r[_ID] for r in fresh)
+            self._newest = max(self._newest, max(r[_ID] for r in fresh))
             self.endInsertRows()
         self._set_loading(False)
 
     def fetch_newer(self) -> None:
-        """New rows were logged: fetch those above the newest shown (one request in flight at a time)."""
+        """New rows were logged: fetch those above the newest shown (one request in flight at a time).
+
+        At most PAGE rows per request, oldest first; a full page asks again at once, so 100,000 rows
+        written by another process arrive as 200 bounded inserts with the event loop running in between.
+        """
         log = self.bridge.engine.log
         if log is None:
             return
@@ -151,27 +183,31 @@ class LogModel(QAbstractTableModel):
             return                  # the first page is still coming and will include them
         self._newer_pending = True
         generation = self._generation
-        newest = max(self._ids, default=0)
-        flt = replace(self.filter, after_id=newest)
-        query = functools.partial(log.query, flt, limit=None)
-        self.bridge.call(query, on_result=lambda rows: self._newer_arrived(generation, rows),
+        flt = replace(self.filter, after_id=self._newest)
+        self.bridge.call(read_page, log, flt, 0, PAGE, True,
+                         on_result=lambda rows: self._newer_arrived(generation, rows),
                          on_error=lambda text: self._newer_failed(generation, text), owner=self)
-        self.refresh_total()
 
     def _newer_failed(self, generation: int, text: str) -> None:
         self._newer_pending = False
         if generation == self._generation:
             self.failed.emit(text)
 
-    def _newer_arrived(self, generation: int, rows: list[LogEntry]) -> None:
+    def _newer_arrived(self, generation: int, rows: list[Row]) -> None:
         self._newer_pending = False
         if generation == self._generation:
-            fresh = [r for r in rows if r.id not in self._ids]
+            ids = self._ids
+            fresh = [r for r in reversed(rows) if r[_ID] not in ids]      # newest first, like the table
             if fresh:
                 self.beginInsertRows(QModelIndex(), 0, len(fresh) - 1)
                 self._rows[0:0] = fresh
-                self._ids.update(r.id for r in fresh)
+                ids.update(r[_ID] for r in fresh)
+                self._newest = max(self._newest, max(r[_ID] for r in fresh))
                 self.endInsertRows()
+            if len(rows) == PAGE:
+                self._newer_again = True            # more are waiting: the next page at once
+            else:
+                self.refresh_total()
         if self._newer_again:
             self._newer_again = False
             self.fetch_newer()
@@ -198,6 +234,7 @@ class LogModel(QAbstractTableModel):
         self.filter = flt
         self._rows = []
         self._ids = set()
+        self._newest = 0
         self._exhausted = False
         self._newer_pending = False
         self._newer_again = False
@@ -207,7 +244,7 @@ class LogModel(QAbstractTableModel):
         self.refresh_total()
 
     def entry(self, row: int) -> LogEntry | None:
-        return self._rows[row] if 0 <= row < len(self._rows) else None
+        return LogEntry(*self._rows[row]) if 0 <= row < len(self._rows) else None
 
     @property
     def loading(self) -> bool:

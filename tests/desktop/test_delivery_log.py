@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import smtplib
+import sqlite3
 import time
 from pathlib import Path
 
 from desktop.bridge import EngineBridge
-from desktop.models.log import LogModel
+from desktop.models.log import PAGE, LogModel
 from desktop.panels.delivery_log import DeliveryLogPanel
 from engine.runtime import Engine
 
@@ -90,6 +91,33 @@ def test_rows_stay_put_while_the_person_reads_further_down(qtbot, bridge: Engine
     running.log.record("received", sender="late@elsewhere.test", recipient="alice@example.test")
     qtbot.waitUntil(lambda: panel.model.rowCount() == 301, timeout=5000)
     assert panel.model.index(panel.view.rowAt(0), LogModel.SENDER).data() == top_sender
+
+
+def test_rows_another_process_writes_in_bulk_arrive_on_top_in_bounded_inserts(qtbot, bridge: EngineBridge,
+                                                                              running: Engine) -> None:
+    running.log.record("received", sender="first@elsewhere.test", recipient="alice@example.test")
+    panel = DeliveryLogPanel(bridge)
+    qtbot.addWidget(panel)
+    panel.show()
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 1 and panel.model.exhausted, timeout=5000)
+    inserts: list[int] = []
+    panel.model.rowsInserted.connect(lambda _parent, first, last: inserts.append(last - first + 1))
+
+    bulk = 2 * PAGE + 100
+    db = sqlite3.connect(running.config.state_db)          # as the CLI would, from another process
+    with db:
+        db.executemany("INSERT INTO log_entries (time, event, direction, sender, recipient) VALUES (?,?,?,?,?)",
+                       ((time.time(), "received", "in", f"bulk{i}@elsewhere.test", "alice@example.test")
+                        for i in range(bulk)))
+    db.close()
+    # The engine notices within a second (its queue watcher catches the log up) and the rows follow.
+    qtbot.waitUntil(lambda: panel.model.rowCount() == bulk + 1, timeout=10000)
+    senders = column(panel, LogModel.SENDER)
+    assert senders[0] == f"bulk{bulk - 1}@elsewhere.test" and senders[-1] == "first@elsewhere.test"
+    assert senders[1:-1] == [f"bulk{i}@elsewhere.test" for i in range(bulk - 2, -1, -1)], "newest first"
+    assert max(inserts) <= PAGE, f"inserts of {inserts} rows: the GUI inserts a page at a time"
+    assert panel.model.entry(0).sender == f"bulk{bulk - 1}@elsewhere.test"
+    qtbot.waitUntil(lambda: panel.count_label.text().startswith(f"{bulk + 1:,} matching"), timeout=5000)
 
 
 def test_export_filtered_rows_to_csv_and_json(qtbot, bridge: EngineBridge, running: Engine, tmp_path: Path) -> None:
