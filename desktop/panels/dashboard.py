@@ -1,7 +1,8 @@
 """Dashboard: is the server up, what is each listener doing, and how much mail went through today.
 
 Everything shown comes from one engine call (`snapshot`) made after a burst of engine events settles, so
-500 deliveries in a second cause a handful of refreshes, not 500.
+500 deliveries in a second cause a handful of refreshes, not 500.  While the dashboard is not on screen
+(another tab, or the window in the tray) it asks for nothing and redraws nothing; it catches up when shown.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCharts import QChart, QChartView, QDateTimeAxis, QLineSeries, QValueAxis
 from PySide6.QtCore import QDateTime, QEvent, QMargins, QPointF, Qt, QTimer
-from PySide6.QtGui import QKeySequence, QPainter, QShortcut
+from PySide6.QtGui import QKeySequence, QPainter, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
@@ -107,6 +108,7 @@ class DashboardPanel(QWidget):
         self.setObjectName("dashboard")
         self._engine_state = "stopped"
         self._busy = False
+        self._stale = False              # something changed while hidden: refresh when shown
 
         # --- engine state and controls
         self.state_label = QLabel("Engine: not started")
@@ -199,6 +201,10 @@ class DashboardPanel(QWidget):
     # --- data --------------------------------------------------------------------------------------
 
     def refresh(self) -> None:
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
         since = time.time() - CHART_HOURS * 3600
         self.bridge.submit(snapshot(self.bridge.engine, since), self._show, self.message.show_error, owner=self)
 
@@ -234,6 +240,11 @@ class DashboardPanel(QWidget):
         dark = self.palette().window().color().lightness() < 128
         self.chart.setTheme(QChart.ChartTheme.ChartThemeDark if dark else QChart.ChartTheme.ChartThemeLight)
         self.chart.setBackgroundVisible(False)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
 
     def changeEvent(self, event: Any) -> None:
         if event.type() == QEvent.Type.PaletteChange and hasattr(self, "chart"):

@@ -25,6 +25,11 @@ class Debouncer(QObject):
         if not self._timer.isActive():
             self._timer.start()
 
+    @property
+    def pending(self) -> bool:
+        """A run is scheduled and has not happened yet."""
+        return self._timer.isActive()
+
     def flush(self) -> None:
         if self._timer.isActive():
             self._timer.stop()

@@ -30,11 +30,25 @@ def test_dashboard_shows_listeners_running(qtbot, bridge: EngineBridge, running:
 def test_dashboard_counts_a_received_message(qtbot, bridge: EngineBridge, running: Engine) -> None:
     panel = DashboardPanel(bridge)
     qtbot.addWidget(panel)
+    panel.show()
     host, port = running.address_of("smtp")
     with smtplib.SMTP(host, port, timeout=10) as client:
         client.sendmail("bob@elsewhere.test", ["alice@example.test"],
                         b"Subject: hi\r\n\r\nhello\r\n")
     qtbot.waitUntil(lambda: panel.counter_labels["received"].text() not in ("–", "0"), timeout=5000)
+
+
+def test_a_hidden_dashboard_asks_nothing_and_catches_up_when_shown(qtbot, bridge: EngineBridge,
+                                                                  running: Engine) -> None:
+    panel = DashboardPanel(bridge)
+    qtbot.addWidget(panel)
+    host, port = running.address_of("smtp")
+    with qtbot.waitSignal(bridge.deliveryLogged, timeout=5000), smtplib.SMTP(host, port, timeout=10) as client:
+        client.sendmail("bob@elsewhere.test", ["alice@example.test"], b"Subject: hi\r\n\r\nhello\r\n")
+    qtbot.waitUntil(lambda: not panel._refresh_soon.pending and not bridge.busy, timeout=5000)
+    assert panel.counter_labels["received"].text() == "–", "nothing fetched or drawn while hidden"
+    panel.show()
+    qtbot.waitUntil(lambda: panel.counter_labels["received"].text() == "1", timeout=5000)
 
 
 def test_stop_and_start_from_the_dashboard(qtbot, bridge: EngineBridge, running: Engine) -> None:
