@@ -323,6 +323,9 @@ def _tokens(value: bytes) -> Iterator[tuple[str, bytes]]:
 
 
 Address = tuple[bytes | None, bytes | None, bytes | None, bytes | None]
+# RFC 3501 §7.4.2 reserves a NIL host for group syntax, so an address without a domain ("To: root") gets
+# this placeholder instead (Dovecot's, which clients already know).
+MISSING_DOMAIN = b"MISSING_DOMAIN"
 
 
 def parse_addresses(value: bytes) -> list[Address]:
@@ -341,10 +344,10 @@ def parse_addresses(value: bytes) -> list[Address]:
                 break
         if at is None:
             local = b"".join(t for _, t in words)
-            return (local or None), None
+            return (local or None), (MISSING_DOMAIN if local else None)
         local = b"".join(t for _, t in words[:at])
         host = b"".join(t for _, t in words[at + 1:])
-        return (local or None), (host or None)
+        return (local or None), (host or MISSING_DOMAIN)
 
     item: list[tuple[str, bytes]] = []
     while i < n and len(out) < MAX_ADDRESSES:
@@ -409,12 +412,16 @@ def _addresses(value: bytes | None) -> bytes:
 def envelope(headers: dict[str, bytes]) -> bytes:
     """RFC 3501 §7.4.2 ENVELOPE from a part's header fields."""
     from_ = headers.get("from")
+    from_list = _addresses(from_)
+    # RFC 3501 §7.4.2: Sender and Reply-To take the From value when absent *or present but empty*.
+    sender = _addresses(headers.get("sender"))
+    reply_to = _addresses(headers.get("reply-to"))
     fields = [
         R.nstring(headers.get("date")),
         R.nstring(headers.get("subject")),
-        _addresses(from_),
-        _addresses(headers.get("sender", from_)),
-        _addresses(headers.get("reply-to", from_)),
+        from_list,
+        from_list if sender == R.NIL else sender,
+        from_list if reply_to == R.NIL else reply_to,
         _addresses(headers.get("to")),
         _addresses(headers.get("cc")),
         _addresses(headers.get("bcc")),

@@ -56,6 +56,20 @@ def test_envelope_with_groups_and_folded_subject() -> None:
         b'NIL "<1234@local.machine.example>")')
 
 
+def test_envelope_sender_and_reply_to_fall_back_to_from_when_empty() -> None:
+    # RFC 3501 §7.4.2: "absent, or present but empty" both mean the From value
+    env = mime.message_envelope(b"From: a@b.test\r\nSender:\r\nReply-To: \r\n\r\n")
+    assert env == b'(NIL NIL ((NIL NIL "a" "b.test")) ((NIL NIL "a" "b.test")) ((NIL NIL "a" "b.test")) ' \
+                  b'NIL NIL NIL NIL NIL)'
+
+
+def test_envelope_address_without_a_domain_is_not_a_group_start() -> None:
+    # A NIL host means "start of group" (RFC 3501 §7.4.2); a bare local part gets a placeholder host.
+    env = mime.message_envelope(b"To: root, <postmaster>, Team: x@y.test;\r\n\r\n")
+    assert b'((NIL NIL "root" "MISSING_DOMAIN")(NIL NIL "postmaster" "MISSING_DOMAIN")' \
+           b'(NIL NIL "Team" NIL)(NIL NIL "x" "y.test")(NIL NIL NIL NIL))' in env
+
+
 def test_envelope_of_a_message_without_headers() -> None:
     assert mime.message_envelope(b"\r\nbody") == b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
 
