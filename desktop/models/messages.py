@@ -32,7 +32,7 @@ from PySide6.QtGui import QFont, QIcon
 from PySide6.QtWidgets import QApplication, QStyle
 
 from desktop.bridge import EngineBridge
-from desktop.viewer.text import one_line
+from desktop.viewer.text import one_line, tooltip
 from desktop.viewer.threads import thread_order
 from desktop.widgets.common import format_size
 from engine.interfaces import FLAGGED, SEEN, Mailbox, MessageSummary
@@ -422,9 +422,9 @@ class MessageListModel(QAbstractTableModel):
             if col == self.FLAG and FLAGGED in summary.flags:
                 return "Flagged"
             if col == self.SUBJECT:
-                return one_line(summary.subject) or "(no subject)"
+                return tooltip(one_line(summary.subject) or "(no subject)")
             if col == self.SENDER:
-                return one_line(summary.sender)
+                return tooltip(one_line(summary.sender))
             if col == self.DATE and summary.date is not None:
                 return time.strftime("%a %d %b %Y %H:%M:%S", time.localtime(summary.date))
         if role == Qt.ItemDataRole.TextAlignmentRole and col == self.SIZE:

@@ -115,6 +115,8 @@ class MailboxViewerPanel(QWidget):
         account_bar.addStretch(1)
         account_bar.addWidget(self.send_test_button)
         self.message = MessageLine()
+        # Folder names, addresses and server replies end up here: never as rich text.
+        self.message.setTextFormat(Qt.TextFormat.PlainText)
 
         # --- folders
         self.folder_model = FolderTreeModel(self)
@@ -895,6 +897,7 @@ class MailboxViewerPanel(QWidget):
         box = QMessageBox(self)
         box.setIcon(QMessageBox.Icon.Warning if destructive else QMessageBox.Icon.Question)
         box.setWindowTitle(verb)
+        box.setTextFormat(Qt.TextFormat.PlainText)       # folder names and addresses, never markup
         box.setText(question)
         box.setInformativeText(" ".join(t for t in (detail, more) if t))
         yes = box.addButton(verb, QMessageBox.ButtonRole.DestructiveRole if destructive

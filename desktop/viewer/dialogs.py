@@ -43,6 +43,7 @@ class PasswordDialog(QDialog):
         self.password.setObjectName("mailboxPassword")
         self.remember = QCheckBox("Remember this password (in the system keyring)")
         self.message = MessageLine()
+        self.message.setTextFormat(Qt.TextFormat.PlainText)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open |
                                         QDialogButtonBox.StandardButton.Cancel)
         self.open_button = self.buttons.button(QDialogButtonBox.StandardButton.Open)
@@ -96,6 +97,7 @@ class SendTestDialog(QDialog):
                          "outgoing mail, or to this account to test delivery.")
         explain.setWordWrap(True)
         self.message = MessageLine()
+        self.message.setTextFormat(Qt.TextFormat.PlainText)
         self.send_button = QPushButton("&Send")
         self.send_button.setDefault(True)
         self.send_button.clicked.connect(self._send)
@@ -161,6 +163,7 @@ class ComposeDialog(QDialog):
             self.attachment_label.setText(f"Attached: {escape_unsafe(draft.forwarded_name)} (the original message)")
         self.attachment_label.setVisible(draft.forwarded is not None)
         self.message = MessageLine()
+        self.message.setTextFormat(Qt.TextFormat.PlainText)
         self.send_button = QPushButton("&Send")
         self.send_button.clicked.connect(self._send)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)

@@ -16,7 +16,7 @@ from PySide6.QtGui import QFont, QIcon, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QApplication, QStyle
 
 from desktop.models.messages import MIME_TYPE, decode_drag
-from desktop.viewer.text import one_line
+from desktop.viewer.text import one_line, tooltip
 from engine.interfaces import Mailbox
 
 Index = QModelIndex | QPersistentModelIndex
@@ -142,7 +142,7 @@ class FolderTreeModel(QStandardItemModel):
         font.setBold(row.unseen > 0)
         item.setFont(font)
         item.setIcon(folder_icon(row.special_use))
-        item.setToolTip(f"{one_line(row.name)}: {row.messages} messages, {row.unseen} unread")
+        item.setToolTip(tooltip(f"{one_line(row.name)}: {row.messages} messages, {row.unseen} unread"))
 
     # --- lookups -------------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from desktop.viewer.html import text_document
 from desktop.viewer.message import AttachmentInfo, MessageView
-from desktop.viewer.text import ShownAddress, escape_unsafe
+from desktop.viewer.text import ShownAddress, escape_unsafe, tooltip
 from desktop.viewer.webview import MessageWebView, PartSource
 from desktop.widgets.common import format_size
 
@@ -284,7 +284,7 @@ class ReadingPane(QWidget):
         for att in listed:
             item = QListWidgetItem(f"{att.name}  —  {att.content_type}, {format_size(att.size)}")
             item.setData(Qt.ItemDataRole.UserRole, att)
-            item.setToolTip(f"Saved as “{att.save_name}”. Attachments are never opened by Postroom.")
+            item.setToolTip(tooltip(f"Saved as “{att.save_name}”. Attachments are never opened by Postroom."))
             self.attachment_list.addItem(item)
         if listed:
             self.attachment_list.setCurrentRow(0)

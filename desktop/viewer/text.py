@@ -10,6 +10,7 @@ visible "[U+202E]"; every attachment name goes through `safe_filename` before it
 from __future__ import annotations
 
 import functools
+import html
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -78,6 +79,12 @@ def escape_unsafe(text: str, *, strict: bool = False, keep_newlines: bool = Fals
     if keep_newlines:
         text = text.replace("\r\n", "\n")
     return _unsafe_pattern(strict, keep_newlines).sub(lambda m: f"[U+{ord(m.group(0)):04X}]", text)
+
+
+def tooltip(text: str) -> str:
+    """Text for a Qt tool tip, which renders anything that looks like HTML as rich text: the text is
+    escaped and explicitly marked rich, so "<img src=...>" in a subject is shown, never rendered."""
+    return "<qt>" + html.escape(text, quote=False).replace("\n", "<br>") + "</qt>"
 
 
 def one_line(text: str) -> str:

@@ -123,3 +123,9 @@ def test_escaping_agrees_with_the_character_rule(text: str, strict: bool, keep_n
     expected = "".join(f"[U+{ord(ch):04X}]" if is_unsafe_char(ch, strict=strict, keep_newlines=keep_newlines)
                        else ch for ch in source)
     assert escape_unsafe(text, strict=strict, keep_newlines=keep_newlines) == expected
+
+
+def test_tooltips_show_markup_instead_of_rendering_it() -> None:
+    from desktop.viewer.text import tooltip
+
+    assert tooltip("<img src='http://x/'> & <b>") == "<qt>&lt;img src='http://x/'&gt; &amp; &lt;b&gt;</qt>"
