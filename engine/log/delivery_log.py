@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.events import DeliveryLogged, EventBus
 from engine.log.entry import COLUMNS, EXPORT_COLUMNS, LogEntry, LogFilter, direction_of, where_clause
+from engine.log.writelock import write_lock
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class DeliveryLog:
         self.events = events
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._write_lock = write_lock(self.path)
         self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # A log row lost to a power cut is acceptable; an fsync per SMTP transaction is not.
@@ -91,6 +93,25 @@ class DeliveryLog:
 
         Known fields fill columns (`reason` is `detail`); anything else is kept in the row's `extra` JSON.
         """
+        rows = self.rows(event, **fields)
+        try:
+            with self._write_lock, self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self.insert_rows(self._db, rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error:
+            log.exception("could not record %s in the delivery log", event)
+            return []
+        return self.catch_up()
+
+    @staticmethod
+    def rows(event: str, **fields: Any) -> list[tuple[Any, ...]]:
+        """The table rows `record` would insert, for a writer that adds them to its own transaction
+        (the queue commits a delivery's outcome and its log rows together) and then calls catch_up()."""
         when = float(fields.pop("time", None) or time.time())
         direction = str(fields.pop("direction", "") or direction_of(event))
         recipients = fields.pop("recipient", fields.pop("recipients", ""))
@@ -114,27 +135,18 @@ class DeliveryLog:
             size_value = None
         text = {k: "" if v is None else str(v) for k, v in columns.items()}
         extra_json = json.dumps(extra, default=str, ensure_ascii=False, sort_keys=True)
-        try:
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for recipient in recipient_list:
-                        self._db.execute(
-                            "INSERT INTO log_entries (time, event, direction, queue_id, message_id, sender, "
-                            "recipient, size, remote_host, remote_reply, tls, client_ip, detail, extra) "
-                            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            (when, event, direction, text.get("queue_id", ""), text.get("message_id", ""),
-                             text.get("sender", ""), recipient, size_value, text.get("remote_host", ""),
-                             text.get("remote_reply", ""), text.get("tls", ""), text.get("client_ip", ""),
-                             text.get("detail", ""), extra_json))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error:
-            log.exception("could not record %s for %s in the delivery log", event, recipient_list)
-            return []
-        return self.catch_up()
+        return [(when, event, direction, text.get("queue_id", ""), text.get("message_id", ""),
+                 text.get("sender", ""), recipient, size_value, text.get("remote_host", ""),
+                 text.get("remote_reply", ""), text.get("tls", ""), text.get("client_ip", ""),
+                 text.get("detail", ""), extra_json) for recipient in recipient_list]
+
+    @staticmethod
+    def insert_rows(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Inserts prepared rows on the caller's connection, inside the caller's transaction."""
+        db.executemany(
+            "INSERT INTO log_entries (time, event, direction, queue_id, message_id, sender, recipient, size, "
+            "remote_host, remote_reply, tls, client_ip, detail, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows)
 
     def catch_up(self) -> list[LogEntry]:
         """Publishes every row not yet published, including rows another process (the CLI) wrote."""
@@ -154,7 +166,7 @@ class DeliveryLog:
 
     def prune(self, before: float) -> int:
         """Removes rows older than `before`; returns how many."""
-        with self._lock:
+        with self._write_lock, self._lock:
             cur = self._db.execute("DELETE FROM log_entries WHERE time < ?", (before,))
             return cur.rowcount
 

@@ -7,14 +7,17 @@ allowed to rely on.  Tables are prefixed `queue_` (the directory and the log sha
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from engine.log.writelock import write_lock
 from engine.queue.model import DELIVERED, FAILED, QUEUED, SENDING, QueueItem, RecipientState
 
 _SCHEMA = """
@@ -108,6 +111,97 @@ def _rcpt(row: tuple[Any, ...]) -> RecipientRow:
                         str(row[7]), str(row[8]), str(row[9]), bool(row[10]), bool(row[11]))
 
 
+T = TypeVar("T")
+
+
+class GroupCommit:
+    """One writer thread; write requests that arrive together share one transaction and so one fsync.
+
+    Each request runs in its own SAVEPOINT, so one that fails is rolled back alone and its caller gets
+    the exception; the others commit.  Callers block until their request is durable (never call this
+    from the writer thread itself, or from the event loop: use a worker thread).
+    """
+
+    MAX_BATCH = 64
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._db = db
+        self._lock = lock
+        self._requests: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Future[Any]] | None] = \
+            queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+
+    def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise sqlite3.ProgrammingError("the queue database is closed")
+        future: Future[T] = Future()
+        self._requests.put((op, future))
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="queue-db-writer", daemon=True)
+                self._thread.start()
+        return future.result()
+
+    def close(self) -> None:
+        self._closed = True
+        with self._start_lock:
+            thread = self._thread
+        if thread is not None:
+            self._requests.put(None)
+            thread.join(30)
+
+    def _serve(self) -> None:
+        while True:
+            first = self._requests.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    nxt = self._requests.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]) -> None:
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for op, future in batch:
+                    self._db.execute("SAVEPOINT request")
+                    try:
+                        result = op(self._db)
+                    except Exception as exc:
+                        self._db.execute("ROLLBACK TO request")
+                        self._db.execute("RELEASE request")
+                        outcomes.append((future, None, exc))
+                    else:
+                        self._db.execute("RELEASE request")
+                        outcomes.append((future, result, None))
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                for _, future in batch:
+                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+                return
+        for future, result, error in outcomes:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+
 class QueueDB:
     """One connection to state.sqlite for the queue, shareable across threads behind a lock."""
 
@@ -116,7 +210,7 @@ class QueueDB:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Two connections: writes (each an fsynced commit, often on a worker thread) never make a read
         # on the event loop wait for them; WAL lets the reader see the last commit meanwhile.
-        self._wlock = threading.RLock()
+        self._wlock = write_lock(self.path)          # shared with the delivery log's writer
         self._lock = threading.RLock()
         self._wdb = sqlite3.connect(self.path, timeout=15.0, isolation_level=None, check_same_thread=False)
         try:
@@ -124,6 +218,7 @@ class QueueDB:
             self._wdb.execute("PRAGMA synchronous=FULL")
             self._wdb.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
             self._db = sqlite3.connect(self.path, timeout=15.0, isolation_level=None, check_same_thread=False)
+            self._group = GroupCommit(self._wdb, self._wlock)
         except BaseException:
             if self._wdb.in_transaction:
                 self._wdb.execute("ROLLBACK")
@@ -131,6 +226,7 @@ class QueueDB:
             raise
 
     def close(self) -> None:
+        self._group.close()
         with self._wlock:
             self._wdb.close()
         with self._lock:
@@ -158,7 +254,7 @@ class QueueDB:
 
     def insert(self, message: MessageRow, recipients: Sequence[tuple[str, str]], now: float) -> None:
         """A new message and its (recipient, domain) rows, all due now."""
-        with self._write() as db:
+        def op(db: sqlite3.Connection) -> None:
             db.execute(f"INSERT INTO queue_messages ({_MSG_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                        (message.id, message.sender, message.size, message.created, message.message_id,
                         message.subject, message.received_from, message.authenticated_as,
@@ -166,6 +262,7 @@ class QueueDB:
             db.executemany("INSERT INTO queue_recipients (queue_id, recipient, domain, status, next_attempt) "
                            "VALUES (?,?,?,?,?)",
                            [(message.id, rcpt, domain, QUEUED, now) for rcpt, domain in recipients])
+        self._group.run(op)
 
     def start_attempt(self, queue_id: str, recipients: Iterable[str], now: float,
                       next_attempt: float) -> list[str]:
@@ -174,7 +271,8 @@ class QueueDB:
         Returns the recipients actually marked: one the admin deleted or bounced meanwhile is skipped.
         """
         wanted = list(recipients)
-        with self._write() as db:
+
+        def op(db: sqlite3.Connection) -> list[str]:
             marked = []
             for rcpt in wanted:
                 cur = db.execute("UPDATE queue_recipients SET status=?, attempts=attempts+1, last_attempt=?, "
@@ -182,12 +280,17 @@ class QueueDB:
                                  (SENDING, now, next_attempt, queue_id, rcpt, QUEUED))
                 if cur.rowcount:
                     marked.append(rcpt)
-        return marked
+            return marked
+        return self._group.run(op)
 
-    def finish_attempt(self, queue_id: str, results: Sequence[Result]) -> bool:
+    def finish_attempt(self, queue_id: str, results: Sequence[Result],
+                       also: Callable[[sqlite3.Connection], None] | None = None) -> bool:
         """Records each recipient's outcome (deferred ones keep the retry time set at the start), and in
-        the same commit removes the message when nothing is left to do; True when it was removed."""
-        with self._write() as db:
+        the same commit removes the message when nothing is left to do; True when it was removed.
+        `also` adds more writes to the same transaction (the delivery log's rows)."""
+        def op(db: sqlite3.Connection) -> bool:
+            if also is not None:
+                also(db)
             for r in results:
                 db.execute("UPDATE queue_recipients SET status=?, last_error=?, last_status=?, "
                            "remote_host=CASE WHEN ?='' THEN remote_host ELSE ? END, from_remote=?, notified=0 "
@@ -195,6 +298,7 @@ class QueueDB:
                            (r.status, r.error, r.code, r.remote_host, r.remote_host, int(r.from_remote),
                             queue_id, r.recipient, SENDING, QUEUED))
             return self._remove_if_done(db, queue_id)
+        return self._group.run(op)
 
     def _remove_if_done(self, db: sqlite3.Connection, queue_id: str) -> bool:
         open_rows = db.execute(

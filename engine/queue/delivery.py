@@ -195,47 +195,54 @@ class Deliverer:
                      conn: SMTPConnection | None) -> tuple[list[Outcome], SMTPConnection | None]:
         """One attempt for the job's recipients; returns the outcomes and a connection worth reusing."""
         rcpts = list(job.recipients)
-        if conn is not None and not await self._still_good(conn):
-            conn = None
-        if conn is None:
+        if conn is not None:
+            # A reused session: if it died while idle, we learn it before any content is sent.
             try:
-                conn = await self._connect(job)
-            except RouteError as exc:
-                status = FAILED if exc.permanent else QUEUED
-                return _everyone(rcpts, status, str(exc), exc.status), None
-            except LoopDetected as exc:
-                return _everyone(rcpts, FAILED, str(exc), "5.4.6"), None        # RFC 3463: routing loop
-            except AuthFailed as exc:
-                return _everyone(rcpts, QUEUED, str(exc), "4.7.8"), None
-            except TLSFailed as exc:
-                return _everyone(rcpts, QUEUED, str(exc), "4.7.5"), None
-            except SMTPClientError as exc:
-                code = "4.4.1" if isinstance(exc, ConnectFailed) else "4.4.2"
-                return _everyone(rcpts, QUEUED, str(exc), code), None
+                return await self._send(conn, rcpts, sender, data)
+            except ConnectionLost as exc:
+                if exc.message_sent:
+                    return self._unconfirmed(rcpts, conn, exc), None
+                conn = None
+        try:
+            conn = await self._connect(job)
+        except RouteError as exc:
+            status = FAILED if exc.permanent else QUEUED
+            return _everyone(rcpts, status, str(exc), exc.status), None
+        except LoopDetected as exc:
+            return _everyone(rcpts, FAILED, str(exc), "5.4.6"), None        # RFC 3463: routing loop
+        except AuthFailed as exc:
+            return _everyone(rcpts, QUEUED, str(exc), "4.7.8"), None
+        except TLSFailed as exc:
+            return _everyone(rcpts, QUEUED, str(exc), "4.7.5"), None
+        except SMTPClientError as exc:
+            code = "4.4.1" if isinstance(exc, ConnectFailed) else "4.4.2"
+            return _everyone(rcpts, QUEUED, str(exc), code), None
+        try:
+            return await self._send(conn, rcpts, sender, data)
+        except ConnectionLost as exc:
+            return self._unconfirmed(rcpts, conn, exc), None
+
+    async def _send(self, conn: SMTPConnection, rcpts: list[str], sender: str,
+                    data: bytes) -> tuple[list[Outcome], SMTPConnection | None]:
         where = f"{conn.host}[{conn.address}]:{conn.port}"
         tls = str(conn.tls)
         try:
             replies = await conn.send(sender, rcpts, data)
-        except BaseException as exc:
+        except BaseException:
             conn.close()        # also when cancelled (engine stopping): never leave the socket behind
-            if not isinstance(exc, ConnectionLost):
-                raise
-            # RFC 5321 §4.1.1.4 / RFC 1047: without the final reply the outcome is unknown; retry.
-            return _everyone(rcpts, QUEUED, f"{exc} (delivery not confirmed, will retry)", "4.4.2",
-                             remote_host=where, tls=tls), None
+            raise
         outcomes = [_from_response(r, replies[r], where, tls) for r in rcpts]
-        return outcomes, conn if conn.usable else None
+        if conn.usable:
+            return outcomes, conn
+        conn.close()
+        return outcomes, None
 
-    async def _still_good(self, conn: SMTPConnection) -> bool:
-        """A cached session may have been closed by the server while idle: probe it with RSET."""
-        if not conn.usable:
-            return False
-        try:
-            await conn.reset()
-        except SMTPClientError:
-            conn.close()
-            return False
-        return conn.usable
+    @staticmethod
+    def _unconfirmed(rcpts: list[str], conn: SMTPConnection, exc: ConnectionLost) -> list[Outcome]:
+        # RFC 5321 §4.1.1.4 / RFC 1047: without the final reply the outcome is unknown; retry later.
+        note = "delivery not confirmed, will retry" if exc.message_sent else "will retry"
+        return _everyone(rcpts, QUEUED, f"{exc} ({note})", "4.4.2",
+                         remote_host=f"{conn.host}[{conn.address}]:{conn.port}", tls=str(conn.tls))
 
     async def _connect(self, job: Job) -> SMTPConnection:
         smarthost = await self._options()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import concurrent.futures
+import functools
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -31,8 +33,11 @@ class Queue:
         self.deliverer = Deliverer(services.config, directory=services.directory, store=services.store,
                                    resolver=resolver, timeouts=timeouts, verify_context=verify_context,
                                    secrets=secrets)
+        # Threads that mostly wait (fsync, group commit): enough of them that SMTP sessions and delivery
+        # attempts arriving together share commits instead of queueing for a thread.
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="postroom-queue")
         self.scheduler = Scheduler(self.admin, self.deliverer, events=services.events, log_sink=services.log,
-                                   poll_interval=poll_interval)
+                                   poll_interval=poll_interval, executor=self._executor)
         self._started = False
 
     # --- Outbound (what SMTP calls) ---------------------------------------------------------------------
@@ -40,8 +45,10 @@ class Queue:
     async def enqueue(self, sender: str, recipients: list[str], data: bytes, *, received_from: str = "",
                       authenticated_as: str = "") -> str:
         """Spools and commits before returning the queue id; OSError when the disk cannot take it."""
-        queue_id = await asyncio.to_thread(self.admin.enqueue, sender, recipients, data,
-                                           received_from=received_from, authenticated_as=authenticated_as)
+        loop = asyncio.get_running_loop()
+        queue_id = await loop.run_in_executor(self._executor, functools.partial(
+            self.admin.enqueue, sender, recipients, data, received_from=received_from,
+            authenticated_as=authenticated_as))
         self.scheduler.wake()
         return queue_id
 
@@ -62,6 +69,7 @@ class Queue:
         self._started = False
 
     def close(self) -> None:
+        self._executor.shutdown(wait=True)
         self.admin.close()
 
     # --- admin ------------------------------------------------------------------------------------------

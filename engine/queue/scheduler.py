@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
+import functools
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from engine.config import format_duration
 from engine.dsn import RecipientStatus, compose_dsn
@@ -35,6 +38,7 @@ from engine.smtp.client import SMTPConnection
 from engine.smtp.message import count_received
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_SLEEP = 30.0            # re-check at least this often (delay warnings, missed notifications)
 DSN_RETRY = 60.0            # a DSN that could not be delivered is tried again after this long
@@ -47,7 +51,8 @@ HOUSEKEEPING_EVERY = 5.0    # the whole-queue scans (delay warnings, leftovers) 
 
 class Scheduler:
     def __init__(self, admin: QueueAdmin, deliverer: Deliverer, *, events: EventBus | None = None,
-                 log_sink: Any = None, poll_interval: float = 0.5) -> None:
+                 log_sink: Any = None, poll_interval: float = 0.5,
+                 executor: concurrent.futures.Executor | None = None) -> None:
         self.admin = admin
         self.db = admin.db
         self.spool = admin.spool
@@ -56,6 +61,7 @@ class Scheduler:
         self.events = events
         self.log_sink = log_sink
         self.poll_interval = poll_interval
+        self.executor = executor
         d = self.config.delivery
         self._slots = asyncio.Semaphore(d.concurrency)
         self._per_route = d.concurrency_per_domain
@@ -71,11 +77,17 @@ class Scheduler:
         self._next_housekeeping = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    async def _io(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Blocking disk and database work, on the queue's own threads: most of them only wait for an
+        fsync or for the group commit, so many of them let concurrent attempts share one commit."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(func, *args, **kwargs))
+
     # --- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        recovered = await asyncio.to_thread(self.db.recover)
+        recovered = await self._io(self.db.recover)
         if recovered:
             log.warning("%d recipient(s) were mid-delivery when the queue last stopped; they will be retried "
                         "at their next attempt time", recovered)
@@ -213,15 +225,13 @@ class Scheduler:
         now = time.time()
         attempt = 1 + max((rows[r].attempts for r in job.recipients if r in rows), default=0)
         next_attempt = now + retry_delay(self.config.delivery.retry_schedule, attempt)
-        # The crash-safety step: committed before we read the spool file or dial anyone.
-        marked = await asyncio.to_thread(self.db.start_attempt, job.queue_id, job.recipients, now, next_attempt)
+        # The crash-safety step: committed before we dial anyone.
+        marked, data = await self._io(self._begin, job, now, next_attempt)
         if not marked:
             return conn
         job = Job(job.queue_id, job.route, tuple(marked))
         self._publish(job.queue_id)
-        try:
-            data = await asyncio.to_thread(self.spool.read, job.queue_id)
-        except FileNotFoundError:
+        if data is None:
             outcomes = [Outcome(r, FAILED, "the queued message file is missing", "5.3.0") for r in marked]
         else:
             hops = count_received(data)
@@ -235,18 +245,42 @@ class Scheduler:
                 outcomes, conn = await self.deliverer.remote(job, message.sender, data, conn)
         try:
             outcomes = [self._expire(o, message, now) for o in outcomes]
-            removed = await asyncio.to_thread(self.db.finish_attempt, job.queue_id,
-                                              [o.result() for o in outcomes])
-            for outcome in outcomes:
-                self._record_outcome(message, outcome, attempt)
-            if removed:
-                await asyncio.to_thread(self.spool.remove, job.queue_id)
+            # Off the loop: commits wait for the disk and for other components' writes.
+            await self._io(self._end, job, message, outcomes, attempt)
             self._publish(job.queue_id)
         except BaseException:
             if conn is not None:        # the caller never gets it back: close it here
                 conn.close()
             raise
         return conn
+
+    def _begin(self, job: Job, now: float, next_attempt: float) -> tuple[list[str], bytes | None]:
+        """(worker thread) Marks the attempt started, then reads the message; None if its file is gone."""
+        marked = self.db.start_attempt(job.queue_id, job.recipients, now, next_attempt)
+        if not marked:
+            return marked, None
+        try:
+            return marked, self.spool.read(job.queue_id)
+        except FileNotFoundError:
+            return marked, None
+
+    def _end(self, job: Job, message: MessageRow, outcomes: list[Outcome], attempt: int) -> None:
+        """(worker thread) Commits the outcomes with their log rows, and drops the spool file when done."""
+        rows_of = getattr(self.log_sink, "rows", None)
+        insert = getattr(self.log_sink, "insert_rows", None)
+        if callable(rows_of) and callable(insert):
+            rows = []
+            for o in outcomes:
+                event, fields = self._log_fields(message, o, attempt)
+                rows += rows_of(event, **fields)
+            removed = self.db.finish_attempt(job.queue_id, [o.result() for o in outcomes],
+                                             also=lambda db: insert(db, rows))
+            self.log_sink.catch_up()                    # publishes the new rows as DeliveryLogged
+        else:
+            removed = self.db.finish_attempt(job.queue_id, [o.result() for o in outcomes])
+            self._record_outcomes(message, outcomes, attempt)
+        if removed:
+            self.spool.remove(job.queue_id)
 
     def _expire(self, outcome: Outcome, message: MessageRow, now: float) -> Outcome:
         """A deferral past `max_queue_lifetime` becomes a failure (the last reason is kept for the DSN)."""
@@ -257,20 +291,29 @@ class Scheduler:
         return Outcome(outcome.recipient, FAILED, text, outcome.code, outcome.remote_host,
                        outcome.from_remote, outcome.tls)
 
+    def _record_outcomes(self, message: MessageRow, outcomes: list[Outcome], attempt: int) -> None:
+        for outcome in outcomes:
+            self._record_outcome(message, outcome, attempt)
+
     def _record_outcome(self, message: MessageRow, o: Outcome, attempt: int) -> None:
-        common: dict[str, Any] = dict(queue_id=message.id, message_id=message.message_id, sender=message.sender,
-                                      recipient=o.recipient, size=message.size, attempt=attempt)
+        event, fields = self._log_fields(message, o, attempt)
+        self._log(event, **fields)
+
+    @staticmethod
+    def _log_fields(message: MessageRow, o: Outcome, attempt: int) -> tuple[str, dict[str, Any]]:
+        """The delivery-log event and fields for one recipient's outcome."""
+        fields: dict[str, Any] = dict(queue_id=message.id, message_id=message.message_id, sender=message.sender,
+                                      recipient=o.recipient, size=message.size, attempt=attempt,
+                                      remote_host=o.remote_host)
         if o.status == DELIVERED and o.local:
-            self._log("delivered", remote_host=o.remote_host, detail=o.text, **common)
-        elif o.status == DELIVERED:
-            self._log("relayed", remote_host=o.remote_host, remote_reply=o.text, tls=o.tls, **common)
-        elif o.status == QUEUED:
-            self._log("deferred", remote_host=o.remote_host, tls=o.tls, detail=o.text,
-                      remote_reply=o.text if o.from_remote else "", **common)
-        else:
-            event = "expired" if o.text.startswith("gave up after") else "bounced"
-            self._log(event, remote_host=o.remote_host, tls=o.tls, detail=o.text,
-                      remote_reply=o.text if o.from_remote else "", status=o.code, **common)
+            return "delivered", {**fields, "detail": o.text}
+        if o.status == DELIVERED:
+            return "relayed", {**fields, "remote_reply": o.text, "tls": o.tls}
+        fields.update(tls=o.tls, detail=o.text, remote_reply=o.text if o.from_remote else "")
+        if o.status == QUEUED:
+            return "deferred", fields
+        event = "expired" if o.text.startswith("gave up after") else "bounced"
+        return event, {**fields, "status": o.code}
 
     def _log(self, event: str, **fields: Any) -> None:
         if self.log_sink is None:
@@ -285,8 +328,8 @@ class Scheduler:
             self.events.publish(QueueChanged(queue_id))
 
     async def _remove_if_done(self, queue_id: str) -> None:
-        if await asyncio.to_thread(self.db.delete_if_done, queue_id):
-            await asyncio.to_thread(self.spool.remove, queue_id)
+        if await self._io(self.db.delete_if_done, queue_id):
+            await self._io(self.spool.remove, queue_id)
             self._dsn_retry_at.pop(queue_id, None)
 
     # --- bounces, warnings, housekeeping ----------------------------------------------------------------
@@ -312,7 +355,7 @@ class Scheduler:
         if now >= self._next_spool_sweep:
             self._next_spool_sweep = now + SPOOL_SWEEP_EVERY
             known = self.db.ids()
-            removed = await asyncio.to_thread(self.spool.sweep, known, ORPHAN_AGE)
+            removed = await self._io(self.spool.sweep, known, ORPHAN_AGE)
             if removed:
                 log.warning("removed %d spool file(s) without a queue entry (left by a crash before the "
                             "client was told 250)", len(removed))
@@ -344,14 +387,14 @@ class Scheduler:
         if message.is_dsn or not message.sender:
             # RFC 3464 §4 / RFC 5321 §6.1: never bounce a bounce (null reverse-path).
             log.info("%s: not returning a failed message with the null sender", queue_id)
-            await asyncio.to_thread(self.db.mark_notified, queue_id, names)
+            await self._io(self.db.mark_notified, queue_id, names)
             return
         reports = [RecipientStatus(
             recipient=r.recipient, action="failed", status=r.last_status or "5.0.0",
             diagnostic=r.last_error, remote_mta=_host_name(r.remote_host) if r.from_remote else "",
             last_attempt=r.last_attempt, from_remote=r.from_remote) for r in failed]
         if await self._send_dsn(message, reports):
-            await asyncio.to_thread(self.db.mark_notified, queue_id, names)
+            await self._io(self.db.mark_notified, queue_id, names)
 
     async def _warn(self, queue_id: str) -> None:
         """RFC 3464 `delayed`: tell the sender once that the message is still being retried."""
@@ -365,7 +408,7 @@ class Scheduler:
             remote_mta=_host_name(r.remote_host) if r.from_remote else "", last_attempt=r.last_attempt,
             will_retry_until=until, from_remote=r.from_remote) for r in waiting]
         if reports and await self._send_dsn(message, reports):
-            await asyncio.to_thread(self.db.mark_warned, queue_id)
+            await self._io(self.db.mark_warned, queue_id)
             for r in waiting:
                 self._log("delayed", queue_id=queue_id, message_id=message.message_id, sender=message.sender,
                           recipient=r.recipient, size=message.size, detail="delay warning sent to the sender")
@@ -373,7 +416,7 @@ class Scheduler:
     async def _send_dsn(self, message: MessageRow, reports: list[RecipientStatus]) -> bool:
         """Into the sender's mailbox when local, into the queue (from <>) when remote; False to retry."""
         try:
-            original = await asyncio.to_thread(self.spool.read_headers, message.id)
+            original = await self._io(self.spool.read_headers, message.id)
         except FileNotFoundError:
             original = b""
         dsn = compose_dsn(reporting_mta=self.config.hostname, sender=message.sender, original=original,
@@ -381,7 +424,7 @@ class Scheduler:
         try:
             if self.deliverer.route_of(domain_of(message.sender)) == LOCAL_ROUTE:
                 directory = self.deliverer.directory
-                accounts = await asyncio.to_thread(directory.resolve, message.sender)
+                accounts = await self._io(directory.resolve, message.sender)
                 if not accounts:
                     log.warning("%s: the sender %s has no mailbox here; its DSN is dropped", message.id,
                                 message.sender)
@@ -391,7 +434,7 @@ class Scheduler:
                           remote_host=", ".join(accounts),
                           detail=f"delivery status notification for queue id {message.id}")
             else:
-                await asyncio.to_thread(self.admin.enqueue, "", [message.sender], dsn,
+                await self._io(self.admin.enqueue, "", [message.sender], dsn,
                                         received_from="delivery status notification", is_dsn=True)
         except Exception as exc:
             log.warning("%s: could not deliver the DSN to %s (will retry): %s", message.id, message.sender, exc)

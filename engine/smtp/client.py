@@ -132,7 +132,10 @@ class AuthFailed(SMTPClientError):
 
 
 class ConnectionLost(SMTPClientError):
-    """The connection broke or timed out mid-session; what the server did with a message is unknown."""
+    """The connection broke or timed out mid-session; what the server did with a message is unknown
+    once `message_sent` (the content after 354 went out); before that, nothing was delivered."""
+
+    message_sent = False
 
 
 # --- pure functions ------------------------------------------------------------------------------------
@@ -498,6 +501,11 @@ class SMTPConnection:
             if any(r.code in (COMPLETED, WILL_FORWARD) for r in rcpt_replies):
                 data_reply = await self.command("DATA", t.data_init)
 
+        if mail.code == 421:
+            # RFC 5321 §3.8: the server is closing the channel (often an idle timeout on a reused session);
+            # nothing was accepted, so the caller may simply reconnect.
+            self.close()
+            raise ConnectionLost(f"{self.host} is closing the connection: {mail}")
         if mail.code != COMPLETED:
             await self._abort_transaction(data_reply)
             return dict.fromkeys(recipients, mail)
@@ -512,10 +520,14 @@ class SMTPConnection:
             results.update(dict.fromkeys(accepted, data_reply))
             return results
         payload = encode_data(data)
-        for start in range(0, len(payload), DATA_CHUNK):
-            self._write(payload[start:start + DATA_CHUNK])
-            await self._drain(t.data_block)                 # RFC 5321 §4.5.3.2.5
-        final = await self.read_response(t.data_end)        # RFC 5321 §4.5.3.2.6
+        try:
+            for start in range(0, len(payload), DATA_CHUNK):
+                self._write(payload[start:start + DATA_CHUNK])
+                await self._drain(t.data_block)             # RFC 5321 §4.5.3.2.5
+            final = await self.read_response(t.data_end)    # RFC 5321 §4.5.3.2.6
+        except ConnectionLost as exc:
+            exc.message_sent = True
+            raise
         results.update(dict.fromkeys(accepted, final))
         if final.code != COMPLETED:
             await self._abort_transaction(None)
