@@ -66,6 +66,8 @@ ZONE = """
     far.test.          0 IN MX 10 mx.far.test.
     mx.far.test.       0 IN A 127.0.0.1
     relay.test.        0 IN A 127.0.0.1
+    tls.test.          0 IN MX 10 mx.tls.test.
+    mx.tls.test.       0 IN AAAA ::1
 """
 SERVFAIL = {"servfail.test"}
 
