@@ -90,21 +90,45 @@ def _from_response(recipient: str, response: Response, where: str, tls: str) -> 
 class Deliverer:
     """Makes delivery attempts; holds the resolver, client settings and what it learnt of remote TLS."""
 
-    def __init__(self, config: Config, *, directory: Any, store: Any, resolver: Resolver | None = None,
-                 timeouts: Timeouts | None = None, verify_context: Any = None,
+    def __init__(self, config: Config | Callable[[], Config], *, directory: Any, store: Any,
+                 resolver: Resolver | None = None, timeouts: Timeouts | None = None, verify_context: Any = None,
                  secrets: Secrets | None = None) -> None:
-        self.config = config
+        # A callable is read afresh on every use: the desktop changes settings on a running engine.
+        self._config = config if callable(config) else (lambda: config)
         self.directory = directory
         self.store = store
-        self.resolver = resolver or Resolver(config.dns)
-        d = config.delivery
-        self.timeouts = timeouts or Timeouts(connect=d.connect_timeout)
+        self._fixed_resolver = resolver
+        self._resolver: tuple[Any, Resolver] | None = None
+        self._timeouts = timeouts
         self.verify_context = verify_context
         self.secrets = secrets
-        self.helo = d.helo_name or config.hostname
-        self.loop_names = loop_names(config.hostname, [self.helo])
         self._unverified: dict[str, float] = {}
         self._warned_password_mode = False
+
+    @property
+    def config(self) -> Config:
+        return self._config()
+
+    @property
+    def resolver(self) -> Resolver:
+        if self._fixed_resolver is not None:
+            return self._fixed_resolver
+        dns_settings = self.config.dns
+        if self._resolver is None or self._resolver[0] != dns_settings:
+            self._resolver = (dns_settings, Resolver(dns_settings))
+        return self._resolver[1]
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self._timeouts or Timeouts(connect=self.config.delivery.connect_timeout)
+
+    @property
+    def helo(self) -> str:
+        return self.config.delivery.helo_name or self.config.hostname
+
+    @property
+    def loop_names(self) -> frozenset[str]:
+        return loop_names(self.config.hostname, [self.helo])
 
     # --- routing -----------------------------------------------------------------------------------
 

@@ -28,9 +28,8 @@ class Queue:
                  timeouts: Timeouts | None = None, verify_context: ssl.SSLContext | None = None,
                  poll_interval: float = 0.5) -> None:
         self.services = services
-        self.config = services.config
         self.admin = QueueAdmin(services.config, log=services.log, events=services.events)
-        self.deliverer = Deliverer(services.config, directory=services.directory, store=services.store,
+        self.deliverer = Deliverer(lambda: services.config, directory=services.directory, store=services.store,
                                    resolver=resolver, timeouts=timeouts, verify_context=verify_context,
                                    secrets=secrets)
         # Threads that mostly wait (fsync, group commit): enough of them that SMTP sessions and delivery
@@ -102,7 +101,7 @@ class Queue:
         return self.admin.headers(queue_id)
 
     def __repr__(self) -> str:
-        return f"<Queue {self.config.spool_dir} started={self._started}>"
+        return f"<Queue {self.services.config.spool_dir} started={self._started}>"
 
 
 def _implements_outbound(queue: Queue) -> Any:

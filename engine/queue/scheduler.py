@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from engine.config import format_duration
+from engine.config import Config, format_duration
 from engine.dsn import RecipientStatus, compose_dsn
 from engine.events import EventBus, QueueChanged
 from engine.queue.admin import QueueAdmin
@@ -56,15 +56,13 @@ class Scheduler:
         self.admin = admin
         self.db = admin.db
         self.spool = admin.spool
-        self.config = admin.config
         self.deliverer = deliverer
         self.events = events
         self.log_sink = log_sink
         self.poll_interval = poll_interval
         self.executor = executor
-        d = self.config.delivery
-        self._slots = asyncio.Semaphore(d.concurrency)
-        self._per_route = d.concurrency_per_domain
+        self._slots = asyncio.Semaphore(self.config.delivery.concurrency)
+        self._slots_for = self.config.delivery.concurrency
         self._wakeup = asyncio.Event()
         self._pending: dict[str, collections.deque[Job]] = collections.defaultdict(collections.deque)
         self._workers: collections.Counter[str] = collections.Counter()
@@ -76,6 +74,11 @@ class Scheduler:
         self._next_spool_sweep = 0.0
         self._next_housekeeping = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def config(self) -> Config:
+        """The settings now (the deliverer reads them afresh, so a changed setting applies at once)."""
+        return self.deliverer.config
 
     async def _io(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Blocking disk and database work, on the queue's own threads: most of them only wait for an
@@ -176,7 +179,8 @@ class Scheduler:
             self._spawn_workers(route)
 
     def _spawn_workers(self, route: str) -> None:
-        while self._pending[route] and self._workers[route] < min(self._per_route, len(self._pending[route])):
+        limit = self.config.delivery.concurrency_per_domain
+        while self._pending[route] and self._workers[route] < min(limit, len(self._pending[route])):
             self._workers[route] += 1
             task = asyncio.create_task(self._worker(route), name=f"queue-worker-{route}")
             self._tasks.add(task)
@@ -186,6 +190,10 @@ class Scheduler:
         """Delivers a destination's pending jobs one after another over one reused connection."""
         conn: SMTPConnection | None = None
         done = 0
+        if self._slots_for != self.config.delivery.concurrency:
+            # A changed total: new workers share a new budget; running ones finish on the old one.
+            self._slots_for = self.config.delivery.concurrency
+            self._slots = asyncio.Semaphore(self._slots_for)
         try:
             async with self._slots:
                 while self._pending[route] and done < JOBS_PER_WORKER:

@@ -103,7 +103,10 @@ class Harness:
         self.queues: list[Queue] = []
 
     def configure(self, **delivery: Any) -> None:
+        """New delivery settings, also for queues already built (as the desktop's settings panel does)."""
         self.config = replace(self.config, delivery=replace(self.config.delivery, **delivery))
+        for queue in self.queues:
+            queue.services.config = self.config
 
     def services(self) -> Services:
         return Services(config=self.config, directory=self.directory, store=self.store, events=self.events,

@@ -214,3 +214,16 @@ async def test_one_connection_serves_many_messages_to_a_destination(harness: Har
     await queue.start()
     await eventually(lambda: len(mx.received) == 5, what="five deliveries")
     assert mx.connections == 1
+
+
+async def test_changed_settings_apply_to_a_running_queue(harness: Harness, mx: Any, eventually: Any) -> None:
+    real_port = harness.config.delivery.remote_port
+    harness.configure(remote_port=lb.free_port())           # nothing listens there
+    queue = harness.queue()
+    await queue.start()
+    queue_id = await queue.enqueue(SENDER, ["a@accept.test"], MESSAGE)
+    await eventually(lambda: harness.log_events("a@accept.test")[:1] == ["deferred"], what="a deferral")
+    harness.configure(remote_port=real_port, retry_schedule=(0.1,))
+    queue.retry(queue_id)
+    await eventually(lambda: mx.recipients() == ["a@accept.test"], what="delivery on the new port")
+
