@@ -294,16 +294,45 @@ _MESSAGE_TYPES = frozenset({("message", "rfc822"), ("message", "global")})
 _SPECIALS = b'()<>[]:;@\\,."'
 
 
+def _comment(value: bytes, i: int) -> tuple[bytes, int]:
+    """The text of the (possibly nested) comment starting at value[i] == "(", and where it ends."""
+    out = bytearray()
+    depth = 0
+    n = len(value)
+    while i < n:
+        c = value[i]
+        if c == 0x5C and i + 1 < n:
+            out.append(value[i + 1])
+            i += 2
+            continue
+        if c == 0x28:
+            depth += 1
+            if depth == 1:
+                i += 1
+                continue
+        elif c == 0x29:
+            depth -= 1
+            if depth == 0:
+                return bytes(out), i + 1
+        out.append(c)
+        i += 1
+    return bytes(out), i
+
+
 def _tokens(value: bytes) -> Iterator[tuple[str, bytes]]:
-    """RFC 5322 lexical tokens: ("atom"|"quoted"|"literal"|"special", text); comments and space dropped."""
+    """RFC 5322 lexical tokens: ("atom"|"quoted"|"literal"|"special"|"comment", text); space dropped."""
     i = 0
     n = len(value)
     while i < n:
-        i = _skip_cfws(value, i)
+        while i < n and value[i] in (0x20, 0x09, 0x0D, 0x0A):
+            i += 1
         if i >= n:
             return
         c = value[i]
-        if c == 0x22:
+        if c == 0x28:
+            text, i = _comment(value, i)
+            yield "comment", text
+        elif c == 0x22:
             text, i = _quoted_string(value, i)
             yield "quoted", text
         elif c == 0x5B:
@@ -350,13 +379,19 @@ def parse_addresses(value: bytes) -> list[Address]:
         return (local or None), (host or MISSING_DOMAIN)
 
     item: list[tuple[str, bytes]] = []
+    comment: bytes | None = None        # "user@domain (Real Name)": the comment names a bare addr-spec
     while i < n and len(out) < MAX_ADDRESSES:
         kind, text = tokens[i]
+        if kind == "comment":
+            comment = b" ".join(text.split())
+            i += 1
+            continue
         if kind == "special" and text == b"<":
             j = i + 1
             inner: list[tuple[str, bytes]] = []
             while j < n and tokens[j] != ("special", b">"):
-                inner.append(tokens[j])
+                if tokens[j][0] != "comment":
+                    inner.append(tokens[j])
                 j += 1
             route: bytes | None = None
             colon = next((k for k, t in enumerate(inner) if t == ("special", b":")), None)
@@ -367,6 +402,7 @@ def parse_addresses(value: bytes) -> list[Address]:
             name = b" ".join(t for k, t in item if k != "special" or t == b".") if item else None
             out.append((name or None, route, mbox, host))
             item = []
+            comment = None
             i = j + 1
             # skip to the next separator
             while i < n and tokens[i] not in (("special", b","), ("special", b";")):
@@ -376,14 +412,16 @@ def parse_addresses(value: bytes) -> list[Address]:
             out.append((None, None, b" ".join(t for _, t in item) or None, None))
             in_group = True
             item = []
+            comment = None
             i += 1
             continue
         if kind == "special" and text in (b",", b";"):
             if item:
                 mbox, host = addr_spec(item)
                 if mbox or host:
-                    out.append((None, None, mbox, host))
+                    out.append((comment or None, None, mbox, host))
                 item = []
+            comment = None
             if text == b";" and in_group:
                 out.append((None, None, None, None))
                 in_group = False
@@ -394,7 +432,7 @@ def parse_addresses(value: bytes) -> list[Address]:
     if item:
         mbox, host = addr_spec(item)
         if mbox or host:
-            out.append((None, None, mbox, host))
+            out.append((comment or None, None, mbox, host))
     if in_group:
         out.append((None, None, None, None))
     return out

@@ -87,7 +87,7 @@ _STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSE
                            "DELETED", "APPENDLIMIT"})
 _SPECIAL_USES = frozenset({"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"})
 _SETS_SEEN = frozenset({"BODY", "BINARY", "RFC822", "RFC822.TEXT"})
-_CACHED_ATTS = {"ENVELOPE": "imap.envelope.2", "BODYSTRUCTURE": "imap.bodystructure.1", "BODY": "imap.body.1"}
+_CACHED_ATTS = {"ENVELOPE": "imap.envelope.3", "BODYSTRUCTURE": "imap.bodystructure.1", "BODY": "imap.body.1"}
 _DATA_ATTS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY.PEEK", "BINARY", "BINARY.PEEK",
                         "BINARY.SIZE"})
 

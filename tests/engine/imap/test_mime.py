@@ -70,6 +70,15 @@ def test_envelope_address_without_a_domain_is_not_a_group_start() -> None:
            b'(NIL NIL "Team" NIL)(NIL NIL "x" "y.test")(NIL NIL NIL NIL))' in env
 
 
+def test_envelope_takes_a_comment_as_the_name_of_a_bare_address() -> None:
+    # "user@domain (Real Name)": the old RFC 822 way of naming someone, still seen (and what Dovecot shows)
+    env = mime.message_envelope(b"From: user@domain (Real Name)\r\n"
+                                b"To: group: g1@d1.org (One), <g2@d2.org> (ignored);, x@y.test\r\n\r\n")
+    assert env == (b'(NIL NIL (("Real Name" NIL "user" "domain")) (("Real Name" NIL "user" "domain")) '
+                   b'(("Real Name" NIL "user" "domain")) ((NIL NIL "group" NIL)("One" NIL "g1" "d1.org")'
+                   b'(NIL NIL "g2" "d2.org")(NIL NIL NIL NIL)(NIL NIL "x" "y.test")) NIL NIL NIL NIL)')
+
+
 def test_envelope_of_a_message_without_headers() -> None:
     assert mime.message_envelope(b"\r\nbody") == b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
 
