@@ -207,6 +207,8 @@ class MailboxViewerPanel(QWidget):
                               (MessageListModel.SIZE, 70)):
             header.resizeSection(column, width)
         header.setSortIndicator(MessageListModel.DATE, Qt.SortOrder.DescendingOrder)
+        self._sort_shown = (MessageListModel.DATE, Qt.SortOrder.DescendingOrder)
+        header.sortIndicatorChanged.connect(self._sort_indicator_changed)
         self.list_view.setSortingEnabled(True)
         self.list_view.selectionModel().currentChanged.connect(self._message_selected)
         list_box = QWidget()
@@ -521,6 +523,16 @@ class MailboxViewerPanel(QWidget):
         if text:
             self.count_label.setText("Searching…")
         self.list_model.set_search(text)
+
+    def _sort_indicator_changed(self, section: int, order: Qt.SortOrder) -> None:
+        """The flag and attachment columns do not sort (the index has no such order): put the arrow back."""
+        if section in MessageListModel.SORT_KEYS:
+            self._sort_shown = (section, order)
+            return
+        header = self.list_view.header()
+        header.blockSignals(True)
+        header.setSortIndicator(*self._sort_shown)
+        header.blockSignals(False)
 
     def _threads_toggled(self, on: bool) -> None:
         self.list_model.set_threaded(on)

@@ -274,3 +274,15 @@ def test_compose_refuses_a_bad_address_and_stays_open(qtbot, bridge, running, tm
     dialog.send_button.click()
     qtbot.waitUntil(lambda: dialog.send_button.isEnabled(), timeout=WAIT)
     assert dialog.isVisible() and "not an email address" in dialog.message.text()
+
+
+def test_sorting_by_subject_and_unsortable_columns(qtbot, bridge, running, tmp_path,
+                                                   keyring_backend: MemoryKeyring) -> None:
+    panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("banana"), message("apple"),
+                   message("cherry"))
+    header = panel.list_view.header()
+    header.setSortIndicator(MessageListModel.SUBJECT, Qt.SortOrder.AscendingOrder)
+    qtbot.waitUntil(lambda: rows(panel) == ["apple", "banana", "cherry"], timeout=WAIT)
+    header.setSortIndicator(MessageListModel.FLAG, Qt.SortOrder.AscendingOrder)
+    assert header.sortIndicatorSection() == MessageListModel.SUBJECT
+    assert rows(panel) == ["apple", "banana", "cherry"]

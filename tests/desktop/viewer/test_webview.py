@@ -88,3 +88,15 @@ def test_link_click_is_reported_not_followed(qtbot) -> None:
     # Any other navigation away from the message is refused too.
     assert page.acceptNavigationRequest(QUrl("https://example.org/"),
                                         QWebEnginePage.NavigationType.NavigationTypeOther, True) is False
+
+
+def test_context_menu_offers_nothing_that_opens_or_saves(qtbot) -> None:
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QContextMenuEvent
+    from PySide6.QtWidgets import QMenu
+
+    view = shown(qtbot, "<p>text</p><a href='https://example.org/'>link</a>")
+    view.contextMenuEvent(QContextMenuEvent(QContextMenuEvent.Reason.Mouse, QPoint(10, 10), QPoint(10, 10)))
+    menu = view.findChildren(QMenu)[-1]
+    assert [a.text() for a in menu.actions()] == ["Copy", "Select all"]
+    menu.close()
