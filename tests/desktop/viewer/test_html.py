@@ -75,3 +75,35 @@ def test_plain_text_links_are_clickable_and_markup_is_escaped() -> None:
 def test_link_text_cannot_break_out_of_its_attribute() -> None:
     html = linkify_text('https://x.test/"onmouseover=alert(1)')
     assert 'href="https://x.test/"' in html and "onmouseover" not in html.split(">", 1)[0]
+
+
+from html.parser import HTMLParser  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PIECES = st.sampled_from(["<script>", "</script>", "<img src=", "http://e.test/x", "cid:logo@shop.test",
+                           "onerror=", "javascript:", "<style>", "</style>", "url(", ")", "'", '"', ">", "<",
+                           "<iframe", "<svg", "<!--", "-->", "<a href=", "<base href=", "&", " ", "x"])
+
+
+class _Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs += [(k, v or "") for k, v in attrs]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=40).map("".join))
+def test_no_script_or_handler_survives_any_mixture(html: str) -> None:
+    found = _Elements()
+    found.feed(sanitize_html(html, part_url).document.split("<body>", 1)[1])
+    assert not {"script", "iframe", "base", "svg", "meta"} & set(found.tags)
+    assert not [k for k, _ in found.attrs if k.startswith("on")]
+    assert not [v for k, v in found.attrs if k in ("href", "src") and v.strip().lower().startswith("javascript")]
+    assert not [v for k, v in found.attrs if k == "src" and v.startswith("cid:")]

@@ -114,3 +114,35 @@ def test_a_single_part_pdf_is_an_attachment() -> None:
     view = read_message(raw)
     assert view.text is None and view.html is None
     assert [(a.save_name, a.size) for a in view.attachments] == [("scan.pdf", len(samples.PDF))]
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_HEADERS = st.sampled_from([b"From: ", b"To: ", b"Cc: ", b"Subject: ", b"Date: ", b"Content-Type: ",
+                            b"Content-Transfer-Encoding: ", b"Content-Disposition: ", b"Message-ID: "])
+_VALUES = st.one_of(st.binary(max_size=80), st.sampled_from([
+    b"multipart/mixed; boundary=b", b"multipart/alternative; boundary=b", b"text/html; charset=bogus",
+    b"base64", b"quoted-printable", b"attachment; filename*=utf-8''%2E%2E%2Fx", b"=?utf-8?b?////?=",
+    b"message/rfc822", b"multipart/report; report-type=delivery-status; boundary=b"]))
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(st.tuples(_HEADERS, _VALUES), max_size=8), st.binary(max_size=400))
+def test_any_bytes_read_without_raising(headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    raw = b"".join(name + value.replace(b"\n", b" ") + b"\r\n" for name, value in headers) + b"\r\n" + body
+    raw += b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n"
+    view = read_message(raw, authserv_id="mx.example.test")
+    for text in (view.subject, view.date, *(a.text for a in view.sender), *(a.name for a in view.attachments)):
+        assert "\x00" not in text and "\u202e" not in text
+    for attachment in view.attachments:
+        assert "/" not in attachment.save_name and not attachment.save_name.startswith(".")
+
+
+def test_a_message_with_very_many_parts_is_read_up_to_a_bound() -> None:
+    from desktop.viewer.message import MAX_PARTS
+
+    parts = b"".join(b"--b\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n" for _ in range(3000))
+    raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + b"--b--\r\n"
+    view = read_message(raw)
+    assert len(view.attachments) < MAX_PARTS
