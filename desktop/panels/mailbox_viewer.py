@@ -60,6 +60,8 @@ REMOTE_SENDERS_KEY = "viewer/remote_content_senders"
 SAVE_DIR_KEY = "viewer/last_save_folder"
 SETTINGS_FILE = "desktop-viewer.ini"
 LINK_SCHEMES = ("http", "https", "mailto")
+NO_ACCOUNTS = "There are no accounts yet: add one under Domains & accounts."
+ENGINE_NOT_STARTED = "Start the engine to read mail."
 
 
 def _remember_or_explain(secrets: SecretStore, address: str, password: str, allow_file: bool) -> tuple[str, str]:
@@ -308,7 +310,7 @@ class MailboxViewerPanel(QWidget):
     def refresh_accounts(self) -> None:
         directory = self.bridge.engine.directory
         if directory is None:
-            self.message.show_info("Start the engine to read mail.")
+            self.message.show_info(ENGINE_NOT_STARTED)
             return
         self.bridge.call(directory.list_accounts, on_result=self._show_accounts,
                          on_error=self.message.show_error, owner=self)
@@ -324,7 +326,9 @@ class MailboxViewerPanel(QWidget):
             if index >= 0:
                 self.account_combo.setCurrentIndex(index)
         if not accounts:
-            self.message.show_info("There are no accounts yet: add one under Domains & accounts.")
+            self.message.show_info(NO_ACCOUNTS)
+        elif self.message.text() in (NO_ACCOUNTS, ENGINE_NOT_STARTED):
+            self.message.clear_message()
         self._update_actions()
 
     def open_account(self, address: str | None = None) -> None:

@@ -59,3 +59,24 @@ def test_without_a_keyring_a_file_is_used_only_after_asking(qtbot, bridge, runni
     qtbot.waitUntil(secrets_file.exists, timeout=WAIT)
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
     assert panel.secrets.get(secret_name(ALICE)) == PASSWORD
+
+
+def test_an_account_added_later_appears_and_the_hint_goes(qtbot, bridge, engine_thread, tmp_path,
+                                                          keyring_backend: MemoryKeyring) -> None:
+    from desktop_support import on_engine
+    from PySide6.QtCore import QSettings
+
+    from desktop.panels.mailbox_viewer import NO_ACCOUNTS, MailboxViewerPanel
+    from engine.secrets import SecretStore
+
+    engine = engine_thread.engine
+    engine_thread.submit(engine.start()).result(30)
+    panel = MailboxViewerPanel(bridge, secrets=SecretStore(engine.data_dir, backend=keyring_backend),
+                               settings=QSettings(str(tmp_path / "v.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(panel)
+    qtbot.waitUntil(lambda: panel.message.text() == NO_ACCOUNTS, timeout=WAIT)
+    assert not panel.open_button.isEnabled()
+    on_engine(engine_thread, engine.directory.add_domain, "example.test")
+    on_engine(engine_thread, engine.directory.add_account, ALICE, PASSWORD)
+    qtbot.waitUntil(lambda: panel.account_combo.findData(ALICE) >= 0, timeout=WAIT)
+    assert not panel.message.isVisible() and panel.open_button.isEnabled()
