@@ -1025,8 +1025,20 @@ class IMAPSession:
             return Done("NO", "INBOX always exists", "ALREADYEXISTS")
         if use is not None and use not in _SPECIAL_USES:
             return Done("NO", f"Unknown special use {use}", "USEATTR")
-        await self._store(self.mailbox.create_folder, name, use)
+        await self._store(self._create_unsubscribed, name, use)
         return Done("OK", "CREATE completed")
+
+    def _create_unsubscribed(self, name: str, use: str | None) -> None:
+        """Blocking.  The store subscribes every folder it makes (what the desktop wants); an IMAP CREATE
+        does not (RFC 3501 §6.3.3 leaves subscribing to SUBSCRIBE: clients send it themselves, and LSUB
+        must show what they chose), nor do the parents it makes on the way."""
+        mb = self.mailbox
+        before = {f.name for f in mb.folders()}
+        mb.create_folder(name, use)
+        for f in mb.folders():
+            if f.name not in before and f.subscribed:
+                with contextlib.suppress(NoSuchFolder):
+                    mb.set_subscribed(f.name, False)
 
     async def cmd_DELETE(self, cmd: Command) -> Done:
         name = self.decode_name(cmd.args[0])
@@ -1096,16 +1108,21 @@ class IMAPSession:
                 continue
             f = info.get(name)
             childinfo = False
+            lsub_parent = False
             if select_subscribed and name not in subscribed:
                 if recursive and any(s.startswith(name + SEPARATOR) for s in subscribed):
                     childinfo = True
+                elif lsub and any(s.startswith(name + SEPARATOR) and not any(rx.match(s) for rx in regexes)
+                                  for s in subscribed):
+                    # RFC 3501 §6.3.9: "%" stops above a subscribed "foo/bar"; LSUB answers "foo" \Noselect
+                    lsub_parent = True
                 else:
                     continue
             if select_special and (f is None or not f.special_use):
                 continue
             attrs: list[str] = []
-            if f is None:
-                attrs.append("\\NonExistent" if lc.extended else "\\Noselect")
+            if f is None or lsub_parent:
+                attrs.append("\\NonExistent" if lc.extended and f is None else "\\Noselect")
             if not lsub or self.rev2:
                 attrs.append("\\HasChildren" if name in has_children else "\\HasNoChildren")
             if f is not None and f.special_use and not lsub:
