@@ -584,8 +584,10 @@ def _find_part(root: Part, path: tuple[int, ...]) -> tuple[Part, bool]:
                 raise SectionMissing
             cur = cur.children[n - 1]
             is_message = False
-        elif is_message and n == 1:
-            is_message = False          # part 1 of a single-part message is its body
+        elif n == 1:
+            # part 1 of a single-part message is its body; part 1 of a single body part is that part
+            # again (as Dovecot answers BODY[1.1] of a text part, rather than an empty string)
+            is_message = False
         else:
             raise SectionMissing
     return cur, is_message

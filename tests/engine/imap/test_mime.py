@@ -112,6 +112,10 @@ def test_single_part_defaults() -> None:
                    b"Content-Transfer-Encoding: base64\r\n\r\n"),
     ((9,), None, b""),
     ((1, 5), None, b""),
+    # a single body part's part 1 is itself (Dovecot's answer; imaptest's fetch-body-mime data)
+    ((1, 1), None, b"Hello caf=C3=A9"),
+    ((1, 1), "MIME", b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"),
+    ((1, 1, 2), None, b""),
 ])
 def test_sections(part: tuple[int, ...], text: str | None, expected: bytes) -> None:
     assert mime.section(MIXED, part, text) == expected
