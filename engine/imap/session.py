@@ -821,7 +821,8 @@ class IMAPSession:
         picked: set[int] = set()
         for lo, hi in seqs.ranges:
             if n == 0 and (lo is None or hi is None):
-                continue
+                # RFC 9051 §9 (seq-number): "*" in an empty mailbox is a number that does not exist
+                raise BadSequence("The mailbox is empty: there is no message *")
             a = n if lo is None else lo
             b = n if hi is None else hi
             if a > b:

@@ -3,7 +3,7 @@ as byte-exact transcripts over a real socket."""
 
 from __future__ import annotations
 
-from .conftest import Raw
+from .conftest import ALICE, IMAPServer, Raw, message
 
 
 def test_create_does_not_subscribe_and_lsub_percent_shows_unsubscribed_parents_as_noselect(raw: Raw) -> None:
@@ -32,3 +32,26 @@ def test_create_does_not_subscribe_and_lsub_percent_shows_unsubscribed_parents_a
         b'* LSUB (\\Noselect) "/" box/test2\r\n',
         b"l OK LSUB completed\r\n",
     ]
+
+
+def test_sequence_sets_at_the_edges(server: IMAPServer, raw: Raw) -> None:
+    raw.login()
+    raw.cmd(b"c", b"CREATE Empty")
+    raw.cmd(b"s", b"SELECT Empty")
+    # RFC 9051 §9: "*" in an empty mailbox names no message -> BAD for sequence numbers; UIDs and SEARCH
+    # keys just match nothing
+    assert raw.cmd(b"f", b"FETCH 1:* FLAGS")[-1].startswith(b"f BAD ")
+    assert raw.cmd(b"t", b"STORE * +FLAGS (\\Seen)")[-1].startswith(b"t BAD ")
+    assert raw.cmd(b"u", b"UID FETCH 1:* FLAGS") == [b"u OK UID FETCH completed\r\n"]
+    assert raw.cmd(b"q", b"SEARCH 1:*") == [b"* SEARCH\r\n", b"q OK SEARCH completed\r\n"]
+    for i in range(3):
+        server.deliver(ALICE, message(f"m{i}"))
+    raw.cmd(b"s", b"SELECT INBOX")
+    # RFC 3501 §6.4.8: "*" is the highest UID in use, so 999999:* is the last message however high 999999 is
+    assert raw.cmd(b"u", b"UID FETCH 999999:* FLAGS") == [
+        b"* 3 FETCH (UID 3 FLAGS (\\Recent))\r\n", b"u OK UID FETCH completed\r\n"]
+    assert raw.cmd(b"u", b"UID FETCH 4:5 FLAGS") == [b"u OK UID FETCH completed\r\n"]
+    assert raw.cmd(b"f", b"FETCH 4:* FLAGS")[-1].startswith(b"f BAD ")
+    assert raw.cmd(b"q", b"SEARCH 4:*") == [b"* SEARCH 3\r\n", b"q OK SEARCH completed\r\n"]
+    assert raw.cmd(b"q", b"SEARCH *:2 NOT 3") == [b"* SEARCH 2\r\n", b"q OK SEARCH completed\r\n"]
+    assert raw.cmd(b"q", b"UID SEARCH UID 2:1") == [b"* SEARCH 1 2\r\n", b"q OK UID SEARCH completed\r\n"]
