@@ -13,6 +13,7 @@ importing this module does it.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,12 @@ def prepare_webengine() -> None:
     global _registered
     if _registered:
         return
+    # Chromium refuses to start its sandbox as root and QtWebEngine then aborts the whole process.  As root
+    # (a service box, a CI runner) run without it: scripts are off and remote requests blocked anyway.
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "")
+        if "--no-sandbox" not in flags.split():
+            os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = f"{flags} --no-sandbox".strip()
     scheme = QWebEngineUrlScheme(SCHEME.encode())
     scheme.setSyntax(QWebEngineUrlScheme.Syntax.Path)
     # No LocalScheme flag: it would also stop the remote images that a person chose to load.  Blocking
