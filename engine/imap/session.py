@@ -1056,11 +1056,30 @@ class IMAPSession:
         if new == "INBOX":
             return Done("NO", "INBOX already exists", "ALREADYEXISTS")
         # RFC 3501 §6.3.5: renaming INBOX moves its messages into the new mailbox (the store does this).
-        await self._store(self.mailbox.rename_folder, old, new)
+        await self._store(self._rename, old, new)
         v = self.view
         if v is not None and old != "INBOX" and (v.name == old or v.name.startswith(old + SEPARATOR)):
             v.name = new + v.name[len(old):]        # the selected mailbox moved with its new name
         return Done("OK", "RENAME completed")
+
+    def _rename(self, old: str, new: str) -> None:
+        """Blocking.  A \\Noselect parent (only its children exist, e.g. after DELETE of a mailbox that had
+        children) is renamed by renaming its topmost existing descendants: RFC 3501 §6.3.5 says inferior
+        names MUST move with it, and Dovecot renames such names too."""
+        mb = self.mailbox
+        try:
+            mb.rename_folder(old, new)
+            return
+        except NoSuchFolder:
+            prefix = old + SEPARATOR
+            below = sorted(f.name for f in mb.folders() if f.name.startswith(prefix))
+            if not below:
+                raise
+        if any(f.name == new or f.name.startswith(new + SEPARATOR) for f in mb.folders()):
+            raise FolderExists(f"Mailbox {new} already exists")
+        tops = [n for n in below if not any(n.startswith(t + SEPARATOR) for t in below if t != n)]
+        for name in tops:
+            mb.rename_folder(name, new + name[len(old):])
 
     async def cmd_SUBSCRIBE(self, cmd: Command) -> Done:
         await self._store(self.mailbox.set_subscribed, self.decode_name(cmd.args[0]), True)

@@ -55,3 +55,32 @@ def test_sequence_sets_at_the_edges(server: IMAPServer, raw: Raw) -> None:
     assert raw.cmd(b"q", b"SEARCH 4:*") == [b"* SEARCH 3\r\n", b"q OK SEARCH completed\r\n"]
     assert raw.cmd(b"q", b"SEARCH *:2 NOT 3") == [b"* SEARCH 2\r\n", b"q OK SEARCH completed\r\n"]
     assert raw.cmd(b"q", b"UID SEARCH UID 2:1") == [b"* SEARCH 1 2\r\n", b"q OK UID SEARCH completed\r\n"]
+
+
+def test_delete_and_rename_of_mailboxes_with_children(server: IMAPServer, raw: Raw) -> None:
+    raw.login()
+    raw.cmd(b"c", b"CREATE Proj/Sub/Deep")
+    server.deliver(ALICE, message("deep"), folder="Proj/Sub/Deep")
+    # RFC 3501 §6.3.4: deleting a mailbox with children removes it, its children stay; it becomes \Noselect
+    assert raw.cmd(b"d", b"DELETE Proj")[-1] == b"d OK DELETE completed\r\n"
+    assert raw.cmd(b"l", b'LIST "" Proj*') == [
+        b'* LIST (\\Noselect \\HasChildren) "/" Proj\r\n',
+        b'* LIST (\\HasChildren) "/" Proj/Sub\r\n',
+        b'* LIST (\\HasNoChildren) "/" Proj/Sub/Deep\r\n',
+        b"l OK LIST completed\r\n",
+    ]
+    assert raw.cmd(b"s", b"SELECT Proj")[-1].startswith(b"s NO ")
+    assert raw.cmd(b"d", b"DELETE Proj")[-1].startswith(b"d NO ")         # \Noselect with children
+    # RFC 3501 §6.3.5: renaming takes the inferior names along, also from a \Noselect name
+    assert raw.cmd(b"x", b"EXAMINE Proj/Sub/Deep")[-1].startswith(b"x OK ")
+    assert raw.cmd(b"r", b"RENAME Proj Work")[-1] == b"r OK RENAME completed\r\n"
+    listed = raw.cmd(b"l", b'LIST "" *')
+    assert b'* LIST (\\HasNoChildren) "/" Work/Sub/Deep\r\n' in listed
+    assert not any(b"Proj" in line for line in listed)
+    assert raw.cmd(b"t", b"STATUS Work/Sub/Deep (MESSAGES)") == [
+        b"* STATUS Work/Sub/Deep (MESSAGES 1)\r\n", b"t OK STATUS completed\r\n"]
+    # the selected mailbox moved with its parent and is still the one selected
+    assert raw.cmd(b"f", b"FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]")[0] == (
+        b"* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {17}\r\nSubject: deep\r\n\r\n)\r\n")
+    assert raw.cmd(b"r", b"RENAME Work/Sub Work")[-1].startswith(b"r NO ")   # into itself / exists
+    assert raw.cmd(b"r", b"RENAME Nothing Else")[-1].startswith(b"r NO [NONEXISTENT]")
