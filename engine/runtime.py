@@ -111,7 +111,13 @@ class Engine:
         self.log = _optional(lambda: importlib.import_module("engine.log").DeliveryLog(
             config.state_db, self.events))
         self.services.log = self.log
-        self.queue = _optional(lambda: importlib.import_module("engine.queue").Queue(self.services))
+        # The smarthost password may live in the desktop's keyring; SecretStore calls it off the loop with
+        # a timeout, and falls back to the 0600 file the person agreed to.
+        from engine.secrets import SecretStore
+
+        secrets = SecretStore(self.data_dir)
+        self.queue = _optional(lambda: importlib.import_module("engine.queue").Queue(
+            self.services, secrets=lambda name: asyncio.to_thread(secrets.get, name)))
         self.services.outbound = self.queue
         # DKIM signing of submitted mail, SPF/DKIM/DMARC/ARC checks on the MX (engine/mailauth).
         self.mailauth = _optional(lambda: importlib.import_module("engine.mailauth").MailAuth(self.services))
