@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
+from engine.mailauth import canon
 from engine.mailauth.dkim import DKIMPY_LOG
 from engine.mailauth.dnssource import Answer, normal_name
 from engine.mailauth.headers import Field
@@ -82,7 +83,9 @@ def verify(message: bytes, fields: Sequence[Field], keys: Mapping[str, Answer]) 
         return record
 
     try:
-        verdict, _, reason = dkim.ARC(message, logger=DKIMPY_LOG, minkey=1024).verify(dnsfunc=dnsfunc)
+        chain = dkim.ARC(None, logger=DKIMPY_LOG, minkey=1024)
+        canon.load(chain, message)
+        verdict, _, reason = chain.verify(dnsfunc=dnsfunc)
     except (dkim.DKIMException, ValueError, IndexError, KeyError, TypeError) as exc:
         # dkimpy trips over some malformed sets with plain exceptions: a broken chain either way.
         return ARCResult("fail", instances, sealer, f"malformed ARC set: {exc or type(exc).__name__}")

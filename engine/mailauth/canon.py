@@ -1,4 +1,10 @@
-"""A faster, equivalent "relaxed" body canonicalization (RFC 6376 §3.4.4) for dkimpy.
+"""Faster, equivalent replacements for the two dkimpy steps that cost the most on a big message.
+
+Parsing: dkimpy splits the whole message into lines with a regular expression and joins the body again
+(about 3 ms per 100 KiB); for a message whose lines all end in CRLF (all SMTP gives us: bare LF is
+refused) `parse` finds the same header list and body with bytes methods.
+
+Canonicalization: the "relaxed" body canonicalization (RFC 6376 §3.4.4).
 
 dkimpy canonicalizes the body with two regular-expression passes that match at every space of the
 body, and does it again for every signature: about 0.2 ms per KiB and signature here, most of the
@@ -14,6 +20,7 @@ import contextlib
 import re
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from dkim import canonicalization
 
@@ -60,6 +67,44 @@ def remembering() -> Iterator[None]:
     finally:
         _local.remembering = False
         _local.last = None
+
+
+# dkimpy's own header-name pattern (rfc822_parse): printable ASCII up to the first colon.
+_DKIMPY_NAME = re.compile(rb"([\x21-\x7e]+?):")
+
+
+def parse(message: bytes) -> tuple[list[list[bytes]], bytes] | None:
+    """What `dkim.rfc822_parse` returns for `message`, or None where only dkimpy's own parse will do
+    (bare LF, no blank line, an mbox "From " line or a malformed field: it decides what those mean)."""
+    if message.count(b"\n") != message.count(b"\r\n"):
+        return None
+    if message.startswith(b"\r\n"):
+        return [], message[2:]
+    end = message.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    headers: list[list[bytes]] = []
+    for line in message[:end].split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not headers:
+                return None
+            headers[-1][1] += line + b"\r\n"
+            continue
+        m = _DKIMPY_NAME.match(line)
+        if m is None:
+            return None
+        headers.append([m.group(1), line[m.end():] + b"\r\n"])
+    return headers, message[end + 4:]
+
+
+def load(signer: Any, message: bytes) -> None:
+    """`signer.set_message(message)`, with the fast parse when it applies (a dkimpy DKIM or ARC object)."""
+    parsed = parse(message)
+    signer.set_message(None)           # resets what dkimpy keeps per message
+    if parsed is None:
+        signer.set_message(message)
+    else:
+        signer.headers, signer.body = parsed
 
 
 def install() -> None:

@@ -60,7 +60,8 @@ def headers_to_sign(fields: Sequence[Field]) -> list[bytes]:
 
 def sign(message: bytes, fields: Sequence[Field], domain: str, keys: Sequence[SigningKey]) -> bytes:
     """DKIM-Signature fields for `message`, one per key (ed25519 first), to be prepended to it."""
-    signer = dkim.DKIM(message, logger=DKIMPY_LOG, linesep=b"\r\n")
+    signer = dkim.DKIM(None, logger=DKIMPY_LOG, linesep=b"\r\n")
+    canon.load(signer, message)
     include = headers_to_sign(fields)
     out: list[bytes] = []
     with canon.remembering():
@@ -141,8 +142,9 @@ def verify(message: bytes, refs: Sequence[SignatureRef], keys: Mapping[str, Answ
     if not refs:
         return []
     try:
-        verifier = dkim.DKIM(message, logger=DKIMPY_LOG, minkey=1024)      # RFC 8301 §3.2: no shorter RSA keys
-    except dkim.DKIMException as exc:
+        verifier = dkim.DKIM(None, logger=DKIMPY_LOG, minkey=1024)      # RFC 8301 §3.2: no shorter RSA keys
+        canon.load(verifier, message)
+    except (dkim.DKIMException, IndexError) as exc:         # IndexError: dkimpy on a leading folded line
         return [_result(r, "permerror", f"message not parseable: {exc}") for r in refs]
 
     def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:

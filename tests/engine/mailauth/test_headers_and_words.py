@@ -3,10 +3,11 @@ and our faster DKIM body canonicalization matching dkimpy's."""
 
 from __future__ import annotations
 
+from dkim import rfc822_parse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.mailauth.canon import original, relaxed_body
+from engine.mailauth.canon import original, parse, relaxed_body
 from engine.mailauth.headers import authserv_id, from_domains, join_message, remove_results_for, split_message
 from engine.mailauth.words import clause_comments, describe
 
@@ -76,3 +77,18 @@ def test_comments_line_up_with_clauses() -> None:
 def test_our_relaxed_body_canonicalization_is_dkimpys_byte_for_byte(parts: list[bytes]) -> None:
     body = b"".join(parts)
     assert relaxed_body(body) == original(body)
+
+
+@given(st.lists(st.sampled_from([b"From: a@b.test", b"Subject:x", b" folded", b"\tmore", b"X-A : y", b"",
+                                 b"From mbox line", b"garbage", b"body text", b"a\rb", b"\n", b"DKIM-Signature: v=1"]),
+                max_size=14), st.booleans())
+def test_our_message_parse_is_dkimpys_where_it_applies(lines: list[bytes], trailing: bool) -> None:
+    message = b"\r\n".join(lines) + (b"\r\n" if trailing else b"")
+    fast = parse(message)
+    if fast is None:
+        return                                   # dkimpy parses it itself
+    assert fast == tuple(rfc822_parse(message))
+
+
+def test_an_ordinary_message_takes_the_fast_parse() -> None:
+    assert parse(MESSAGE) == tuple(rfc822_parse(MESSAGE))
