@@ -18,6 +18,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from dkim import DKIMException
+
 from engine.config import Config, DNSSettings
 from engine.dns import Resolver
 from engine.mailauth import arc, dkim, dmarc
@@ -153,7 +155,13 @@ class MailAuth:
         if not keys:                       # rotated away between the two looks: send it unsigned
             return FilterVerdict(data=data if removed else None, log=_removed(removed))
         signer = keys[0].selector.domain   # as stored: IDNA A-labels, what d= must carry (RFC 6376 §3.5)
-        signatures = await asyncio.to_thread(dkim.sign, data, fields, signer, keys)
+        try:
+            signatures = await asyncio.to_thread(dkim.sign, data, fields, signer, keys)
+        except (DKIMException, IndexError, ValueError) as exc:
+            # dkimpy cannot read this message's header: better unsigned than "try again later" forever.
+            log.warning("%s: not DKIM-signed: %s", message.message_id, exc)
+            return FilterVerdict(data=data if removed else None,
+                                 log={"dkim_error": str(exc) or type(exc).__name__, **_removed(removed)})
         selectors = ",".join(k.selector.selector for k in keys)
         return FilterVerdict(data=signatures + data, log={"dkim_signed": f"d={signer} s={selectors}",
                                                           **_removed(removed)})

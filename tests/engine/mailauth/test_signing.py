@@ -127,3 +127,13 @@ def test_rotation_keeps_the_old_selector_published_and_signs_with_the_new(signin
     assert used == new
     verifier = dkim.DKIM(message)
     assert verifier.verify(0, dnsfunc=zone_dnsfunc(zone)) and verifier.verify(1, dnsfunc=zone_dnsfunc(zone))
+
+
+def test_a_message_dkimpy_cannot_read_is_sent_unsigned_not_held(signing: Running) -> None:
+    odd = b"From: alice@home.test\r\nTo: carol@remote.test\r\nthis line is no header field\r\nSubject: x\r\n\r\nHi\r\n"
+    with signing.submission() as client:
+        client.sendmail(ALICE, ["carol@remote.test"], odd)
+    [message] = delivered(signing)
+    assert field_values(message, "DKIM-Signature") == []
+    row = signing.wait_for(lambda: signing.log_rows("received"), "the submission in the log")[-1]
+    assert "Unexpected characters" in row.extra["dkim_error"]
