@@ -89,8 +89,9 @@ class ResolverSource:
             answer = await asyncio.wait_for(self.resolver.lookup(qname, rdtype), self.timeout)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return Answer()
-        except (dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.NameTooLong):
-            return Answer()
+        except (dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.NameTooLong, dns.name.IDNAException,
+                UnicodeError, ValueError):
+            return Answer()     # a name DNS cannot hold (from a hostile message): nothing is published there
         except (dns.exception.DNSException, TimeoutError, OSError) as exc:
             return Answer(error=_describe(exc))
         return Answer(_values(answer, rdtype))
