@@ -42,6 +42,7 @@ from engine.imap.parser import (
     peek_tag,
     seqset_from_values,
 )
+from engine.imap.recent import LEDGER
 from engine.interfaces import (
     SEEN,
     SYSTEM_FLAGS,
@@ -268,7 +269,11 @@ def load_view(mb: Mailbox, name: str, snap: Snapshot | None, claim: bool) -> tup
         metas = mb.messages(name)
         snapshot = Snapshot(status.name, status.uidvalidity, status.highestmodseq,
                             tuple(m.uid for m in metas), {m.uid: m for m in metas})
-    recent = mb.claim_recent(name) if claim else set()
+    recent: set[int] = set()
+    if claim:
+        recent = mb.claim_recent(name)
+        known = snapshot.uids[-1] if snapshot.uids else 0
+        recent |= LEDGER.claim((id(mb), snapshot.name, snapshot.uidvalidity), known)
     return status, snapshot, recent
 
 
@@ -764,12 +769,18 @@ class IMAPSession:
                 v.meta[m.uid] = m
             v.uidnext = max(v.uidnext, v.uids[-1] + 1)
             if not v.readonly:
-                claimed = await self._store(self.mailbox.claim_recent, v.name)
+                claimed = await self._store(self._claim_recent, v)
                 if not self.rev2:       # RFC 9051 has no \Recent
                     v.recent |= {u for u in claimed if u in v.meta}
             self.untagged(f"{len(v.uids)} EXISTS")
             if not self.rev2:
                 self.untagged(f"{len(v.recent)} RECENT")
+
+    def _claim_recent(self, v: View) -> set[int]:
+        """Blocking: what the store still had in new/, and copies no session has seen yet (recent.py)."""
+        mb = self.mailbox
+        claimed = mb.claim_recent(v.name)
+        return claimed | LEDGER.claim((id(mb), v.name, v.uidvalidity), v.uids[-1] if v.uids else 0)
 
     def _announce_expunged(self, uids: Sequence[int]) -> None:
         """EXPUNGE responses (highest first, so each number is still the client's) or VANISHED (QRESYNC)."""
@@ -1178,7 +1189,8 @@ class IMAPSession:
             metas = await self._store(self.mailbox.messages, name)
             deleted = sum(1 for m in metas if "\\Deleted" in m.flags)
         values = {
-            "MESSAGES": st.messages, "RECENT": st.recent, "UIDNEXT": st.uidnext, "UIDVALIDITY": st.uidvalidity,
+            "MESSAGES": st.messages, "UIDNEXT": st.uidnext, "UIDVALIDITY": st.uidvalidity,
+            "RECENT": st.recent + LEDGER.count((id(self.mailbox), st.name, st.uidvalidity)),
             "UNSEEN": st.unseen, "HIGHESTMODSEQ": max(st.highestmodseq, 1), "SIZE": st.size, "DELETED": deleted,
             "APPENDLIMIT": self.message_limit,
         }
@@ -1495,9 +1507,8 @@ class IMAPSession:
         uids = [u for u in uids if u not in v.pending_expunged]
         if not uids:
             return Done("OK", f"{verb} completed (nothing to do)")
-        fn = self.mailbox.move if move else self.mailbox.copy
         try:
-            uidvalidity, pairs = await self._store(fn, v.name, uids, target)
+            uidvalidity, pairs = await self._store(self._copy_and_offer, move, v.name, uids, target)
         except NoSuchFolder as exc:
             return Done("NO", str(exc), "TRYCREATE")
         if not pairs:
@@ -1513,6 +1524,17 @@ class IMAPSession:
         v.pending_expunged.update(s for s, _ in pairs if s in v.meta)
         self._announce_expunged(sorted(v.pending_expunged))
         return Done("OK", f"{verb} completed")
+
+
+    def _copy_and_offer(self, move: bool, folder: str, uids: list[int],
+                        target: str) -> tuple[int, list[tuple[int, int]]]:
+        """Blocking: COPY or MOVE, then the copies are \\Recent for the first session to see them
+        (RFC 3501 §6.4.7), offered before this thread returns so a watching session's refresh finds them."""
+        mb = self.mailbox
+        uidvalidity, pairs = (mb.move if move else mb.copy)(folder, uids, target)
+        if pairs:
+            LEDGER.offer((id(mb), canonical_name(target), uidvalidity), [d for _, d in pairs])
+        return uidvalidity, pairs
 
 
 def _batches(targets: Sequence[tuple[int, int]], meta: dict[int, MessageMeta], count: int,

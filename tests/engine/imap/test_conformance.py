@@ -84,3 +84,36 @@ def test_delete_and_rename_of_mailboxes_with_children(server: IMAPServer, raw: R
         b"* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {17}\r\nSubject: deep\r\n\r\n)\r\n")
     assert raw.cmd(b"r", b"RENAME Work/Sub Work")[-1].startswith(b"r NO ")   # into itself / exists
     assert raw.cmd(b"r", b"RENAME Nothing Else")[-1].startswith(b"r NO [NONEXISTENT]")
+
+
+def test_copy_and_move_keep_flags_dates_and_report_to_a_watching_session(server: IMAPServer, raw: Raw) -> None:
+    for i in range(3):
+        server.deliver(ALICE, message(f"m{i}"))
+    raw.login()
+    raw.cmd(b"c", b"CREATE Other")
+    watcher = Raw(server.port)
+    try:
+        watcher.login()
+        assert b"* 0 EXISTS\r\n" in watcher.cmd(b"w", b"SELECT Other")
+        raw.cmd(b"s", b"SELECT INBOX")
+        raw.cmd(b"t", b"STORE 1 FLAGS (\\Seen)")
+        raw.cmd(b"t", b"STORE 2 FLAGS (\\Draft \\Flagged $Hello)")
+        dates = [line.split(b"INTERNALDATE ")[1] for line in raw.cmd(b"f", b"FETCH 1:2 INTERNALDATE")[:-1]]
+        copied = raw.cmd(b"c", b"COPY 1:2 Other")
+        other_uidvalidity = copied[-1].split()[3]
+        assert copied[-1] == b"c OK [COPYUID %s 1:2 1:2] COPY completed\r\n" % other_uidvalidity
+        # the session watching Other learns of both, and is the one that sees them \Recent (RFC 3501 §7.3.2)
+        assert watcher.cmd(b"n", b"NOOP")[-3:] == [b"* 2 EXISTS\r\n", b"* 2 RECENT\r\n", b"n OK NOOP completed\r\n"]
+        fetched = watcher.cmd(b"f", b"FETCH 1:2 (FLAGS INTERNALDATE)")
+        assert fetched[:2] == [b"* 1 FETCH (FLAGS (\\Seen \\Recent) INTERNALDATE " + dates[0],
+                               b"* 2 FETCH (FLAGS (\\Flagged \\Draft $Hello \\Recent) INTERNALDATE " + dates[1]]
+        # MOVE: COPYUID untagged before the EXPUNGE (RFC 6851 §4.3); into the same mailbox: a new UID
+        assert raw.cmd(b"m", b"MOVE 1 Other") == [
+            b"* OK [COPYUID %s 1 3] Moved\r\n" % other_uidvalidity, b"* 1 EXPUNGE\r\n",
+            b"m OK MOVE completed\r\n"]
+        uidvalidity = next(line for line in raw.cmd(b"s", b"SELECT INBOX") if b"UIDVALIDITY" in line).split()[3]
+        assert raw.cmd(b"m", b"MOVE 1 INBOX") == [
+            b"* OK [COPYUID " + uidvalidity.rstrip(b"]") + b" 2 4] Moved\r\n", b"* 1 EXPUNGE\r\n",
+            b"* 2 EXISTS\r\n", b"* 1 RECENT\r\n", b"m OK MOVE completed\r\n"]
+    finally:
+        watcher.close()
