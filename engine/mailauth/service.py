@@ -71,7 +71,8 @@ class Verifier:
         found = await asyncio.gather(*(dmarc.discover(self.dns_source, d) for d in domains))
         spf_result = await spf_task
         keys = await keys_task
-        if self.in_thread:
+        has_arc = any(f.name in arc.ARC_FIELDS for f in fields)
+        if self.in_thread and (refs or has_arc):          # signature arithmetic: off the loop
             dkim_results, arc_result = await asyncio.to_thread(_crypto, data, fields, refs, keys)
         else:
             dkim_results, arc_result = _crypto(data, fields, refs, keys)
