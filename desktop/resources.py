@@ -1,13 +1,27 @@
-"""Finds the app's icon and stylesheet in `resources/` (beside the packages in a source tree or a wheel)."""
+"""Finds the app's icon and stylesheet in `resources/`: beside the packages in a source tree, under
+<prefix>/share/postroom/ when installed from a wheel."""
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 from pathlib import Path
 
 from PySide6.QtGui import QIcon
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+
+def _resources_dir() -> Path:
+    """The source tree's resources/, else the copy a wheel installed under <prefix>/share/postroom."""
+    source = Path(__file__).resolve().parent.parent / "resources"
+    if source.is_dir():
+        return source
+    for prefix in (sys.prefix, sys.base_prefix, getattr(sys, "_MEIPASS", "")):
+        if prefix and (installed := Path(prefix) / "share" / "postroom" / "resources").is_dir():
+            return installed
+    return source
+
+
+RESOURCES = _resources_dir()
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
 
 
