@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
+from html import escape
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, Signal
@@ -126,6 +127,32 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.request_quit)
         menu.addAction(quit_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("&About Postroom", self)
+        about.triggered.connect(self.show_about)
+        help_menu.addAction(about)
+
+    def about_text(self) -> str:
+        """Version and the licences of what the app bundles (one list, shared with `postroom licences`)."""
+        from engine import __version__
+
+        try:
+            from desktop.install import bundled_licences
+
+            rows = "".join(f"<tr><td>{escape(name)}</td><td>{escape(version)}</td><td>{escape(licence)}</td></tr>"
+                           for name, version, licence in bundled_licences())
+        except Exception:
+            log.exception("listing bundled licences failed")
+            rows = ""
+        return (f"<h3>Postroom {escape(__version__)}</h3><p>A mail server you run and manage from your desktop.</p>"
+                f"<p>Bundled components and their licences:</p><table>{rows}</table>")
+
+    def show_about(self) -> None:
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "About Postroom", self.about_text(),
+                          QMessageBox.StandardButton.Ok, self)
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setWindowIcon(self.windowIcon())
+        box.open()      # not exec(): no nested event loop under qasync
 
     # --- navigation --------------------------------------------------------------------------------
 

@@ -119,3 +119,20 @@ def test_a_second_instance_brings_the_first_forward(qtbot, tmp_path: Path) -> No
         assert not notify_running(tmp_path / "elsewhere"), "another data directory is another server"
     finally:
         first.close()
+
+
+def test_the_about_box_names_the_version_and_bundled_licences(qtbot, engine_thread, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import QSettings
+
+    from desktop.bridge import EngineBridge
+    from desktop.main_window import MainWindow
+    from engine import __version__
+
+    bridge = EngineBridge(engine_thread)
+    window = MainWindow(bridge, QSettings(str(tmp_path / "desktop.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    text = window.about_text()
+    assert f"Postroom {__version__}" in text
+    assert "PySide6" in text and "LGPL" in text
+    bridge.close()
+    window.allow_close()
