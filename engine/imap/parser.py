@@ -840,7 +840,7 @@ def _search(c: Cursor) -> tuple[Any, ...]:
     if c.accept(b"CHARSET "):
         charset = c.astring("a charset").decode("ascii", "replace").upper()
         c.sp()
-        if charset not in ("UTF-8", "US-ASCII", "UTF8"):
+        if not _known_charset(charset):
             # RFC 3501 §6.4.4: unsupported charset -> NO [BADCHARSET (...)]
             raise ParseError(f"charset {charset} is not supported", code="BADCHARSET (UTF-8 US-ASCII)",
                              bad=False)
@@ -862,11 +862,21 @@ _STRING_KEYS = frozenset({"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"})
 _DATE_KEYS = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"})
 
 
+def _known_charset(name: str) -> bool:
+    """Any text charset Python can decode (clients still send ISO-8859-1 or windows-1252 searches);
+    UTF-8 and US-ASCII are what BADCHARSET advertises (RFC 3501 §6.4.4 requires only those)."""
+    try:
+        b"x".decode(name, "replace")    # LookupError for unknown names and for codecs not bytes-to-text
+    except (LookupError, UnicodeError):
+        return False
+    return True
+
+
 def _search_string(c: Cursor, charset: str | None) -> str:
     raw = c.astring("a search string")
     try:
-        return raw.decode("ascii" if charset == "US-ASCII" else "utf-8")
-    except UnicodeDecodeError:
+        return raw.decode(charset or "utf-8")
+    except (UnicodeError, LookupError):
         raise ParseError("search string is not valid in its charset", code="BADCHARSET (UTF-8 US-ASCII)",
                          bad=False) from None
 

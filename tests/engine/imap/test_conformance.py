@@ -117,3 +117,26 @@ def test_copy_and_move_keep_flags_dates_and_report_to_a_watching_session(server:
             b"* 2 EXISTS\r\n", b"* 1 RECENT\r\n", b"m OK MOVE completed\r\n"]
     finally:
         watcher.close()
+
+
+def test_search_charsets(server: IMAPServer, raw: Raw) -> None:
+    server.deliver(ALICE, message("caf\u00e9", body="na\u00efve\r\n", extra="Content-Type: text/plain; charset=utf-8\r\n"))
+    raw.login()
+    raw.cmd(b"s", b"SELECT INBOX")
+    # RFC 3501 §6.4.4: an unknown charset is NO [BADCHARSET (what we do support)]
+    assert raw.cmd(b"q", b"SEARCH CHARSET X-NO-SUCH-CHARSET BODY x") == [
+        b"q NO [BADCHARSET (UTF-8 US-ASCII)] charset X-NO-SUCH-CHARSET is not supported\r\n"]
+    assert raw.cmd(b"q", b"SEARCH CHARSET BASE64 BODY x")[-1].startswith(b"q NO [BADCHARSET ")
+    # ... and any text charset a client searches in is decoded before matching
+    raw.send(b"q SEARCH CHARSET ISO-8859-1 BODY {5}\r\n")
+    assert raw.line().startswith(b"+ ")
+    raw.send(b"na\xefve\r\n")
+    assert raw.until(b"q") == [b"* SEARCH 1\r\n", b"q OK SEARCH completed\r\n"]
+    raw.send(b"q SEARCH CHARSET UTF-8 SUBJECT {5}\r\n")
+    assert raw.line().startswith(b"+ ")
+    raw.send("café\r\n".encode())
+    assert raw.until(b"q") == [b"* SEARCH 1\r\n", b"q OK SEARCH completed\r\n"]
+    raw.send(b"q SEARCH CHARSET US-ASCII SUBJECT {5}\r\n")
+    assert raw.line().startswith(b"+ ")
+    raw.send("café\r\n".encode())
+    assert raw.until(b"q")[-1].startswith(b"q NO [BADCHARSET ")
