@@ -9,7 +9,7 @@ PEER_CMDS := swaks curl mbsync fetchmail getmail openssl offlineimap neomutt tmu
 DATA_DIR ?=
 SERVE_ARGS ?=
 
-.PHONY: run serve test lint typecheck peers bench package clean
+.PHONY: run serve test test-packaging lint typecheck peers bench package clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ peers:
 
 test: $(STAMP) peers
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m 'not packaging' $(PYTEST_ARGS)
+
+# Builds the .deb and runs the install / serve / remove cycle on this machine (root; about 5 minutes).
+test-packaging: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m packaging $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine desktop tests bench
