@@ -130,7 +130,8 @@ def item_json(item: QueueItem) -> dict[str, Any]:
         "status": item.status, "attempts": item.attempts, "next_attempt": item.next_attempt,
         "last_error": item.last_error, "message_id": item.message_id, "subject": item.subject,
         "recipients": [{"address": r.address, "status": r.status, "attempts": r.attempts,
-                        "next_attempt": r.next_attempt, "last_error": r.last_error,
+                        "next_attempt": r.next_attempt, "last_attempt": r.last_attempt,
+                        "last_error": r.last_error,
                         "remote_host": r.remote_host} for r in item.recipients],
     }
 
