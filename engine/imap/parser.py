@@ -637,8 +637,18 @@ def _list(c: Cursor) -> tuple[Any, ...]:
                 status_items = c.paren_atoms()
             if c.peek() != 0x29:
                 c.sp()
+    # RFC 5258 §3: unknown options are BAD, and RECURSIVEMATCH needs a selection option to recurse with
+    unknown = [o for o in select_opts if o not in _LIST_SELECT] + [o for o in return_opts if o not in _LIST_RETURN]
+    if unknown:
+        raise ParseError(f"unknown LIST option {unknown[0]}")
+    if "RECURSIVEMATCH" in select_opts and not set(select_opts) - {"RECURSIVEMATCH", "REMOTE"}:
+        raise ParseError("RECURSIVEMATCH needs another selection option (such as SUBSCRIBED)")
     return (ListCommand(ref, tuple(patterns), tuple(select_opts), tuple(return_opts), tuple(status_items),
                         extended),)
+
+
+_LIST_SELECT = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+_LIST_RETURN = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
 
 
 def _lsub(c: Cursor) -> tuple[Any, ...]:

@@ -1141,11 +1141,13 @@ class IMAPSession:
             childinfo = False
             lsub_parent = False
             if select_subscribed and name not in subscribed:
-                if recursive and any(s.startswith(name + SEPARATOR) for s in subscribed):
+                # a subscribed descendant the patterns do not reach themselves: RFC 5258 §3.5 (CHILDINFO) and
+                # RFC 3501 §6.3.9 ("%" stops above a subscribed "foo/bar"; LSUB answers "foo" \Noselect)
+                hidden = any(s.startswith(name + SEPARATOR) and not any(rx.match(s) for rx in regexes)
+                             for s in subscribed)
+                if recursive and hidden:
                     childinfo = True
-                elif lsub and any(s.startswith(name + SEPARATOR) and not any(rx.match(s) for rx in regexes)
-                                  for s in subscribed):
-                    # RFC 3501 §6.3.9: "%" stops above a subscribed "foo/bar"; LSUB answers "foo" \Noselect
+                elif lsub and hidden:
                     lsub_parent = True
                 else:
                     continue

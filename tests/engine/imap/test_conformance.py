@@ -140,3 +140,27 @@ def test_search_charsets(server: IMAPServer, raw: Raw) -> None:
     assert raw.line().startswith(b"+ ")
     raw.send("café\r\n".encode())
     assert raw.until(b"q")[-1].startswith(b"q NO [BADCHARSET ")
+
+
+def test_list_extended_options_and_childinfo(raw: Raw) -> None:
+    raw.login()
+    for name in (b"box/test7/test7", b"box/test8/test8", b"box/test8/test9", b"box/test2/test1"):
+        raw.cmd(b"c", b"CREATE " + name)
+        raw.cmd(b"s", b"SUBSCRIBE " + name)
+    # RFC 5258 §3: unknown options are BAD; RECURSIVEMATCH alone (or with REMOTE) is BAD
+    for bad in (b'LIST (imaptest) "" ""', b'LIST (RECURSIVEMATCH) "" ""', b'LIST (RECURSIVEMATCH REMOTE) "" ""',
+                b'LIST "" "" RETURN (imaptest)'):
+        assert raw.cmd(b"b", bad)[-1].startswith(b"b BAD "), bad
+    assert raw.cmd(b"r", b'LIST (REMOTE) "" box')[-1] == b"r OK LIST completed\r\n"
+    # CHILDINFO only where a subscribed child is not itself matched
+    assert raw.cmd(b"l", b'LIST (SUBSCRIBED RECURSIVEMATCH) "" box/%') == [
+        b'* LIST (\\HasChildren) "/" box/test2 ("CHILDINFO" ("SUBSCRIBED"))\r\n',
+        b'* LIST (\\HasChildren) "/" box/test7 ("CHILDINFO" ("SUBSCRIBED"))\r\n',
+        b'* LIST (\\HasChildren) "/" box/test8 ("CHILDINFO" ("SUBSCRIBED"))\r\n',
+        b"l OK LIST completed\r\n",
+    ]
+    assert raw.cmd(b"l", b'LIST (SUBSCRIBED RECURSIVEMATCH) "" *test7') == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" box/test7/test7\r\n', b"l OK LIST completed\r\n"]
+    assert raw.cmd(b"l", b'LIST (SUBSCRIBED RECURSIVEMATCH) "" *test8') == [
+        b'* LIST (\\HasChildren) "/" box/test8 ("CHILDINFO" ("SUBSCRIBED"))\r\n',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" box/test8/test8\r\n', b"l OK LIST completed\r\n"]
