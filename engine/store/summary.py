@@ -1,18 +1,20 @@
 """What the viewer lists and what search reads: header summaries and decoded body text.
 
-Pure functions over message bytes (stored LF form), using the stdlib `email` package.  Summaries come
-from the header block alone so delivery never parses a 25 MiB body.
+Pure functions over message bytes (stored LF form).  Summaries come from the header block alone, found
+with one regex pass and decoded with the stdlib `email` helpers (RFC 2047 words, dates), so delivery never
+parses a 25 MiB body nor builds a Message object; body text uses the full `email` parser.
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
+import re
 from dataclasses import dataclass
 from email import policy
 from email.header import decode_header, make_header
-from email.message import EmailMessage, Message
-from email.parser import BytesHeaderParser, BytesParser
+from email.message import EmailMessage
+from email.parser import BytesParser
 
 MAX_HEADER_BYTES = 256 * 1024
 
@@ -38,17 +40,35 @@ def header_block(data: bytes) -> bytes:
     return data[: min(ends)] if ends else data[:MAX_HEADER_BYTES]
 
 
-def _text(msg: Message, name: str) -> str:
-    """A header decoded for a person (RFC 2047 encoded words, RFC 6532 raw UTF-8), never raising.
+# The fields the summary columns come from, found by the regex engine in one pass over the header block
+# (the email package's header parser costs about ten times as much, on every delivery).
+_SUMMARY_FIELDS = re.compile(
+    rb"^(date|from|subject|message-id|in-reply-to|references|content-type|content-disposition)[ \t]*:",
+    re.IGNORECASE | re.MULTILINE)
+_FIELD_END = re.compile(rb"\n(?![ \t])")     # a line break not followed by folding white space
 
-    compat32 parsing is several times cheaper than policy.default and this runs once per delivery."""
-    raw = next((v for k, v in msg.raw_items() if k.lower() == name), None)
-    if raw is None:
+
+def header_fields(block: bytes) -> dict[str, bytes]:
+    """The first occurrence of each summary field in a header block (RFC 5322 §2.2), raw and still folded;
+    a field repeated later does not replace the first (as the email package's `get` answers)."""
+    out: dict[str, bytes] = {}
+    for m in _SUMMARY_FIELDS.finditer(block):
+        name = m.group(1).decode("ascii").lower()
+        if name in out:
+            continue
+        end = _FIELD_END.search(block, m.end())
+        out[name] = block[m.end():end.start() if end else len(block)]
+        if len(out) == 8:
+            break
+    return out
+
+
+def _text(raw: bytes | None) -> str:
+    """A header value decoded for a person (RFC 2047 encoded words, RFC 6532 raw UTF-8), unfolded
+    (RFC 5322 §2.2.3) with runs of white space made one space; never raises."""
+    if not raw:
         return ""
-    value = str(raw)
-    if not value.isascii():
-        # The bytes parser keeps 8-bit octets as surrogate escapes; RFC 6532 says they are UTF-8.
-        value = value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    value = raw.decode("ascii") if raw.isascii() else raw.decode("utf-8", "replace")
     if "=?" in value:
         with contextlib.suppress(Exception):
             value = str(make_header(decode_header(value)))
@@ -57,16 +77,16 @@ def _text(msg: Message, name: str) -> str:
 
 def summarize(data: bytes) -> HeaderSummary:
     """Summary columns of one message, from its header block only."""
-    msg = BytesHeaderParser(policy=policy.compat32).parsebytes(header_block(data))
+    fields = header_fields(header_block(data))
     date: float | None = None
-    raw_date = _text(msg, "date")
+    raw_date = _text(fields.get("date"))
     if raw_date:
         try:
             date = email.utils.parsedate_to_datetime(raw_date).timestamp()
         except (TypeError, ValueError, IndexError, OverflowError):
             date = None
-    ctype = (_text(msg, "content-type") or "text/plain").split(";", 1)[0].strip().lower()
-    disposition = _text(msg, "content-disposition").split(";", 1)[0].strip().lower()
+    ctype = (_text(fields.get("content-type")) or "text/plain").split(";", 1)[0].strip().lower()
+    disposition = _text(fields.get("content-disposition")).split(";", 1)[0].strip().lower()
     maintype = ctype.partition("/")[0]
     # Headers only: multipart/mixed (RFC 2046 §5.1.3) is how mail agents attach files; a single
     # non-text body or an explicit attachment disposition (RFC 2183) counts too.
@@ -77,11 +97,11 @@ def summarize(data: bytes) -> HeaderSummary:
     )
     return HeaderSummary(
         date=date,
-        sender=_text(msg, "from"),
-        subject=_text(msg, "subject"),
-        message_id=_text(msg, "message-id"),
-        in_reply_to=_text(msg, "in-reply-to"),
-        references=_text(msg, "references"),
+        sender=_text(fields.get("from")),
+        subject=_text(fields.get("subject")),
+        message_id=_text(fields.get("message-id")),
+        in_reply_to=_text(fields.get("in-reply-to")),
+        references=_text(fields.get("references")),
         has_attachments=has_attachments,
     )
 
