@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,20 +50,36 @@ class Server:
     ports: dict[str, int]
     proc: subprocess.Popen[str] | None = None
     log: list[str] = field(default_factory=list)
+    # Where serve's stdout/stderr go: a file for long-lived servers (a pipe nobody reads can fill and
+    # block the server), None for a pipe read when it stops.
+    output: Path | None = None
 
     def start(self) -> None:
         args = [f"--listen=smtp=127.0.0.1:{self.ports['smtp']}",
                 f"--listen=submission=127.0.0.1:{self.ports['submission']}"]
         for service in ("submissions", "imap", "imaps", "pop3", "pop3s"):
             args.append(f"--listen={service}=127.0.0.1:{self.ports[service]}")
-        self.proc = subprocess.Popen([*POSTROOM, "--data-dir", str(self.data_dir), "serve", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        wait_for_port(self.ports["smtp"])
+        command = [*POSTROOM, "--data-dir", str(self.data_dir), "serve", *args]
+        if self.output is None:
+            self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        else:
+            with open(self.output, "a") as out:
+                self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True)
+        # Listeners start one after another: every one of them answers before the server counts as up.
+        for service in SERVICES:
+            wait_for_port(self.ports[service])
+
+    def _collect(self) -> str:
+        assert self.proc is not None
+        if self.output is None:
+            return self.proc.communicate(timeout=10)[0]
+        self.proc.wait(timeout=10)
+        return self.output.read_text(errors="replace")
 
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
-        self.log.append(self.proc.communicate(timeout=10)[0])
+        self.log.append(self._collect())
         self.proc = None
 
     def stop(self) -> str:
@@ -76,8 +93,33 @@ class Server:
             out, _ = self.proc.communicate()
         code = self.proc.returncode
         self.proc = None
+        if self.output is not None:
+            out = self.output.read_text(errors="replace")
         assert code == 0, f"serve exited {code}: {out}"
         return out
+
+
+def prepare_data_dir(data: Path, settings: str, domains: Sequence[str] = ("example.test",),
+                     accounts: dict[str, str] | None = None) -> None:
+    """A fresh data directory as a person sets one up: postroom.toml, then `domain add`, `account add`."""
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "postroom.toml").write_text(settings)
+    for domain in domains:
+        postroom(data, "domain", "add", domain)
+    for address, password in (accounts or {}).items():
+        postroom(data, "account", "add", address, "--password-stdin", input=password + "\n")
+
+
+@contextmanager
+def serving(data: Path) -> Iterator[Server]:
+    """`postroom serve` on fresh high loopback ports for as long as the block runs; killed if still up."""
+    srv = Server(data, {s: free_port() for s in SERVICES}, output=data.parent / f"{data.name}-serve.log")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        if srv.proc is not None:
+            srv.kill9()
 
 
 @pytest.fixture
