@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian programs the tests drive as real third-party clients.
-TEST_PEERS := swaks libnet-ssleay-perl curl isync fetchmail getmail6 openssl offlineimap3 neomutt tmux
-PEER_CMDS := swaks curl mbsync fetchmail getmail openssl offlineimap neomutt tmux
+TEST_PEERS := swaks libnet-ssleay-perl curl isync fetchmail getmail6 openssl offlineimap3 neomutt tmux dnsmasq-base
+PEER_CMDS := swaks curl mbsync fetchmail getmail openssl offlineimap neomutt tmux /usr/sbin/dnsmasq
 DATA_DIR ?=
 SERVE_ARGS ?=
 

@@ -25,6 +25,9 @@ from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 # --- DNS ---------------------------------------------------------------------------------------------------
 
+# dnsmasq lives in /usr/sbin, which a normal user's PATH often lacks.
+DNSMASQ = shutil.which("dnsmasq") or shutil.which("/usr/sbin/dnsmasq")
+
 
 def free_udp_and_tcp_port() -> int:
     """A port free for both UDP and TCP (dnsmasq binds both)."""
@@ -100,8 +103,8 @@ class Dnsmasq:
     proc: subprocess.Popen[str] | None = None
 
     def command(self) -> list[str]:
-        exe = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
-        args = [exe, "--keep-in-foreground", f"--port={self.port}", "--listen-address=127.0.0.1",
+        assert DNSMASQ is not None, "dnsmasq is installed by `make test` (Debian package dnsmasq-base)"
+        args = [DNSMASQ, "--keep-in-foreground", f"--port={self.port}", "--listen-address=127.0.0.1",
                 "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--pid-file=",
                 "--user=root", "--log-facility=-"]
         args += [f"--mx-host={domain},{host},{pref}" for domain, host, pref in self.mx]

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Server, postroom, prepare_data_dir, serving
-from tests.e2e.peers import GREYLIST_ONCE, REFUSE, Dnsmasq, ServfailServer, SinkMX
+from tests.e2e.peers import DNSMASQ, GREYLIST_ONCE, REFUSE, Dnsmasq, ServfailServer, SinkMX
 
-pytestmark = pytest.mark.skipif(shutil.which("swaks") is None or shutil.which("dnsmasq") is None,
+pytestmark = pytest.mark.skipif(shutil.which("swaks") is None or DNSMASQ is None,
                                 reason="swaks and dnsmasq are installed by `make test` (Debian packages)")
 
 ALICE = "alice@example.test"
