@@ -1,13 +1,17 @@
-"""Group commit: many threads wanting the same expensive flush (directory fsync + index commit) share one.
+"""Group commit: many deliveries wanting the same expensive flush (directory fsync + index commit) share one.
 
-A caller enqueues its item; if no flush is running it becomes the leader and flushes everything queued
-so far (its own item included); callers that arrive while a flush is in flight wait and the first of
-them flushes the next batch.  Nobody returns before the flush that covered its own item finished, so
-durability per caller is unchanged while N concurrent callers pay for roughly two flushes, not N.
+A caller submits its item with a `done` callback.  If no flush is running it becomes the leader: it
+flushes everything queued so far (its own item included), calls each item's `done`, and goes on flushing
+whatever queued up meanwhile until the queue is empty.  Callers that arrive while a flush is in flight
+only queue their item and go on with their own work; nobody sleeps waiting to become a leader and no
+flush wakes anyone but the owners of its items.  `done` runs only after the flush that covered the
+item finished, so durability per item is what one flush per item would give, while N concurrent
+callers pay for roughly two flushes, not N.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -15,65 +19,116 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+log = logging.getLogger(__name__)
 
-class _Slot(Generic[T, R]):
-    __slots__ = ("done", "error", "item", "result")
+# done(result, None) after a successful flush, done(None, error) when the flush raised.
+Done = Callable[[R | None, BaseException | None], None]
+Handoff = Callable[[Callable[[], None]], object]
 
-    def __init__(self, item: T) -> None:
-        self.item = item
-        self.done = False
+
+class Waiter(Generic[R]):
+    """A `done` callback a thread can block on (one Event per item: waking it wakes nobody else)."""
+
+    __slots__ = ("_event", "error", "result")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
         self.result: R | None = None
         self.error: BaseException | None = None
 
+    def __call__(self, result: R | None, error: BaseException | None) -> None:
+        self.result, self.error = result, error
+        self._event.set()
+
+    @property
+    def finished(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self) -> R:
+        self._event.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
 
 class GroupCommit(Generic[T, R]):
-    """`flush(items)` returns one result per item, or raises to fail the whole batch."""
+    """`flush(items)` returns one result per item, or raises to fail the whole batch.
 
-    def __init__(self, flush: Callable[[list[T]], list[R]]) -> None:
+    `handoff(fn)`, when given, runs `fn` on another thread (an executor's submit): a caller blocked in
+    `run` hands the remaining queue to it once its own item is flushed, instead of flushing for others
+    for as long as deliveries keep arriving."""
+
+    def __init__(self, flush: Callable[[list[T]], list[R]], handoff: Handoff | None = None) -> None:
         self._flush = flush
-        self._cond = threading.Condition()
-        self._queue: list[_Slot[T, R]] = []
+        self._handoff = handoff
+        self._lock = threading.Lock()
+        self._queue: list[tuple[T, Done[R]]] = []
         self._busy = False
 
-    def enqueue(self, item: T) -> _Slot[T, R]:
-        slot: _Slot[T, R] = _Slot(item)
-        with self._cond:
-            self._queue.append(slot)
-        return slot
+    def enqueue(self, item: T, done: Done[R]) -> bool:
+        """Queues `item`; `done` is called (on whichever thread flushes it) once its batch is flushed.
 
-    def wait(self, slot: _Slot[T, R]) -> R:
-        """Blocks until the slot's batch is flushed, flushing it ourselves when nobody else is."""
-        with self._cond:
-            while not slot.done and self._busy:
-                self._cond.wait()
-            if not slot.done:
-                # Not done and no flush running: our slot is still queued, so we lead the next batch.
-                self._busy = True
-                batch, self._queue = self._queue, []
-            else:
-                batch = []
-        if batch:
-            results: list[R] | None = None
-            error: BaseException | None = None
-            try:
-                results = self._flush([s.item for s in batch])
-                if len(results) != len(batch):
-                    raise RuntimeError("group flush returned the wrong number of results")
-            except BaseException as exc:
-                error = exc
-            with self._cond:
-                for i, s in enumerate(batch):
-                    if error is not None:
-                        s.error = error
-                    elif results is not None:
-                        s.result = results[i]
-                    s.done = True
-                self._busy = False
-                self._cond.notify_all()
-        if slot.error is not None:
-            raise slot.error
-        return slot.result  # type: ignore[return-value]
+        True means no flush was running and the caller now owns the flushing: it must call `drain()`
+        (here or on another thread).  A caller with items for several accounts enqueues them all first,
+        so the accounts' flushes can run in parallel."""
+        with self._lock:
+            self._queue.append((item, done))
+            if self._busy:
+                return False
+            self._busy = True
+            return True
+
+    def drain(self) -> None:
+        """Flushes until the queue is empty; only for the caller `enqueue` answered True."""
+        self._drain(None)
+
+    def submit(self, item: T, done: Done[R]) -> None:
+        """enqueue() and, when this caller owns the flushing, drain() before returning."""
+        if self.enqueue(item, done):
+            self._drain(None)
 
     def run(self, item: T) -> R:
-        return self.wait(self.enqueue(item))
+        """Blocks until the item's batch is flushed and returns its result (or raises the flush's error)."""
+        waiter: Waiter[R] = Waiter()
+        if self.enqueue(item, waiter):
+            self._drain(waiter)
+        return waiter.wait()
 
+    def _drain(self, owner: Waiter[R] | None) -> None:
+        """Flushes batches until the queue is empty (then `_busy` drops).  Once an `owner`'s own item is
+        done, what is left goes to the handoff thread, if there is one."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._busy = False
+                    return
+                hand_off = owner is not None and owner.finished and self._handoff is not None
+                if not hand_off:
+                    batch, self._queue = self._queue, []
+            if hand_off:
+                assert self._handoff is not None
+                try:
+                    self._handoff(self._drain_handed_off)
+                    return
+                except RuntimeError:      # the executor is shutting down: keep flushing here
+                    owner = None
+                    continue
+            self._flush_batch(batch)
+
+    def _drain_handed_off(self) -> None:
+        self._drain(None)
+
+    def _flush_batch(self, batch: list[tuple[T, Done[R]]]) -> None:
+        results: list[R] | None = None
+        error: BaseException | None = None
+        try:
+            results = self._flush([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError("group flush returned the wrong number of results")
+        except BaseException as exc:   # every item's owner hears about it; nothing is swallowed
+            error = exc
+        for i, (_, done) in enumerate(batch):
+            try:
+                done(results[i] if results is not None and error is None else None, error)
+            except Exception:   # a broken callback must not keep the others from hearing
+                log.exception("group commit callback failed")

@@ -36,7 +36,7 @@ from engine.interfaces import (
     StoreError,
 )
 from engine.store import index as idx
-from engine.store.groupcommit import GroupCommit
+from engine.store.groupcommit import GroupCommit, Handoff
 from engine.store.maildir import (
     NameMaker,
     disk_size_from_base,
@@ -168,7 +168,7 @@ class AccountMailbox:
     verify_after: float = 120.0
 
     def __init__(self, address: str, path: Path, names: NameMaker, notify: Notify | None = None,
-                 fsync_pool: Executor | None = None) -> None:
+                 fsync_pool: Executor | None = None, *, handoff: Handoff | None = None) -> None:
         self.address = address
         self._fsync_pool = fsync_pool
         self.path = path
@@ -201,7 +201,8 @@ class AccountMailbox:
         # serialises the two writers.  Only one flush runs at a time, so this connection is never
         # used by two threads at once.
         self._commit_db = idx.connect(index_path, durable=True)
-        self._committer: GroupCommit[_Incoming, tuple[int, int] | StoreError] = GroupCommit(self._flush)
+        self._committer: GroupCommit[_Incoming, tuple[int, int] | StoreError] = GroupCommit(
+            self._flush, handoff)
         events: list[Event] = []
         with self._lock:
             self._sync_folder_list(events, force=True)
@@ -720,6 +721,10 @@ class AccountMailbox:
     def incoming(self, folder: str, base: str, disk_len: int, size: int, summary: HeaderSummary,
                  when: float, quota: int | None) -> _Incoming:
         """Prepares a delivery into `folder` (created when missing), checking the quota."""
+        if folder == INBOX and quota is None:
+            # The delivery hot path: INBOX is the account directory itself and always exists, so
+            # there is nothing to look up (the flush still checks the folder against the index).
+            return _Incoming(INBOX, self.path, base, "new", "", "", size, when, summary)
         canonical = normalize_folder(folder)
         with self._lock:
             f = self._find_folder(canonical)

@@ -1,8 +1,8 @@
 """MailStore: the accounts under the mail root and durable local delivery (engine.interfaces.MailStoreAPI).
 
-Delivery is the SMTP hot path: the message is written and fsynced once, hard-linked into every
-recipient's new/, and indexed through each account's group commit, all on a private thread pool so
-the engine loop never blocks on a disk.
+Delivery is the SMTP hot path: the message is written and fsynced once, renamed (or, for several
+recipients, hard-linked) into new/, and indexed through each account's group commit, all on a private
+thread pool so the engine loop never blocks on a disk; results come back to the loop in batches.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import shutil
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
 from engine.interfaces import DEFAULT_FOLDERS, StoreError
+from engine.store.groupcommit import Done, Waiter
 from engine.store.mailbox import AccountMailbox, Notify, _Incoming
 from engine.store.maildir import NameMaker, make_maildir, to_disk, wire_size, write_synced
 from engine.store.names import account_parts, folder_dirname
@@ -50,6 +52,8 @@ class MailStore:
         # Only ever runs fsync(2) on directories and never waits for anything else, so the commit
         # leaders that wait on it cannot deadlock however busy the delivery pool is.
         self._fsync_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="postroom-fsync")
+        self._notifiers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopNotifier] = (
+            weakref.WeakKeyDictionary())
         self._closed = False
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -124,7 +128,8 @@ class MailStore:
                 return box
             path = self.root / domain / user
             fresh = not path.exists()
-            box = AccountMailbox(key, path, self._names, self._notify, self._fsync_pool)
+            box = AccountMailbox(key, path, self._names, self._notify, self._fsync_pool,
+                                 handoff=self._executor.submit)
             if fresh:
                 for name, special in DEFAULT_FOLDERS.items():
                     with contextlib.suppress(StoreError):
@@ -143,27 +148,122 @@ class MailStore:
                       *, quota: Quota = None) -> dict[str, int]:
         """Durable delivery to several accounts: returns only once every copy is fsynced and indexed.
 
-        Runs to completion on the store's threads even if the awaiting task is cancelled, so a dropped
-        SMTP connection never leaves a half-indexed message."""
+        One job on the store's threads writes, fsyncs and places the file, then queues it for each
+        account's group commit and is free again; whoever flushes the batch hands the results back to
+        this loop, many per wakeup.  The work runs to completion even if the awaiting task is cancelled,
+        so a dropped SMTP connection never leaves a half-indexed message."""
         loop = asyncio.get_running_loop()
-        job = functools.partial(self.deliver_sync, addresses, data, folder, quota=quota)
+        accounts = self._open_accounts(addresses)
+        if accounts is None:      # an account to open first: that may rebuild its index from disk
+            try:
+                accounts = await loop.run_in_executor(self._executor, self._accounts, addresses)
+            except RuntimeError as exc:   # executor shut down by close()
+                raise StoreError("The mail store is closed") from exc
+        boxes, given = accounts
+        if not boxes:
+            return {}
+        notifier = self._notifier(loop)
+        futures: dict[str, asyncio.Future[_Result]] = {}
+        dones: dict[str, Done[_Result]] = {}
+        for account in boxes:
+            fut: asyncio.Future[_Result] = loop.create_future()
+            futures[account] = fut
+            dones[account] = functools.partial(notifier.post, fut)
         try:
-            future = loop.run_in_executor(self._executor, job)
-        except RuntimeError as exc:   # executor shut down by close()
+            self._executor.submit(self._store, boxes, given, data, folder, quota, dones)
+        except RuntimeError as exc:
             raise StoreError("The mail store is closed") from exc
-        return await asyncio.shield(future)
+        if len(futures) == 1:
+            ((account, fut),) = futures.items()
+            return self._answer({account: await fut}, given)
+        outcomes = await asyncio.gather(*futures.values(), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return self._answer(dict(zip(futures, outcomes, strict=True)), given)  # type: ignore[arg-type]
 
     def deliver_sync(self, addresses: Sequence[str], data: bytes, folder: str = "INBOX",
                      *, quota: Quota = None) -> dict[str, int]:
-        """The blocking half of deliver(): write once, link everywhere, group-commit per account."""
+        """deliver() for a caller on its own thread: blocks until every copy is fsynced and indexed."""
+        boxes, given = self._accounts(addresses)
+        if not boxes:
+            return {}
+        waiters: dict[str, Waiter[_Result]] = {account: Waiter() for account in boxes}
+        self._store(boxes, given, data, folder, quota, dict(waiters))
+        return self._answer({account: w.wait() for account, w in waiters.items()}, given)
+
+    @staticmethod
+    def _answer(results: Mapping[str, _Result], given: Mapping[str, str]) -> dict[str, int]:
+        """UIDs keyed by the addresses as the caller spelled them, or the first account's failure."""
+        for result in results.values():
+            if isinstance(result, StoreError):
+                raise result
+        return {address: results[account][1] for address, account in given.items()}  # type: ignore[index]
+
+    def _open_accounts(self, addresses: Sequence[str]) -> _Accounts | None:
+        """_accounts() without touching the disk, or None when an account still has to be opened."""
         boxes: dict[str, AccountMailbox] = {}
-        given: dict[str, str] = {}   # address as the caller spelled it -> account
+        given: dict[str, str] = {}
+        with self._lock:
+            if self._closed:
+                raise StoreError("The mail store is closed")
+            for address in addresses:
+                try:
+                    domain, user = account_parts(address)
+                except StoreError:
+                    return None       # _accounts() raises it with the same words
+                box = self._boxes.get(f"{user}@{domain}")
+                if box is None:
+                    return None
+                boxes.setdefault(box.address, box)
+                given[address] = box.address
+        return boxes, given
+
+    def _accounts(self, addresses: Sequence[str]) -> _Accounts:
+        """(account -> mailbox, address as the caller spelled it -> account), opening what is needed."""
+        boxes: dict[str, AccountMailbox] = {}
+        given: dict[str, str] = {}
         for address in addresses:
             box = self.mailbox(address)
             boxes.setdefault(box.address, box)
             given[address] = box.address
-        if not boxes:
-            return {}
+        return boxes, given
+
+    def _notifier(self, loop: asyncio.AbstractEventLoop) -> _LoopNotifier:
+        with self._lock:
+            notifier = self._notifiers.get(loop)
+            if notifier is None:
+                notifier = self._notifiers[loop] = _LoopNotifier(loop)
+            return notifier
+
+    def _store(self, boxes: Mapping[str, AccountMailbox], given: Mapping[str, str], data: bytes, folder: str,
+               quota: Quota, dones: Mapping[str, Done[_Result]]) -> None:
+        """On a store thread: write once, place in every account, queue each for its group commit.
+
+        Every `done` is called exactly once: with the account's (UIDVALIDITY, UID) or StoreError after
+        its flush, or with the error that stopped the delivery before anything was indexed."""
+        try:
+            placed = self._write_and_place(boxes, given, data, folder, quota)
+        except BaseException as exc:
+            for done in dones.values():
+                done(None, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        # Queue everywhere first, then flush: batches of different accounts flush in parallel.
+        leading = [box for box, item in placed if box._committer.enqueue(item, dones[box.address])]
+        for box in leading[1:]:
+            try:
+                self._executor.submit(box._committer.drain)
+            except RuntimeError:     # shutting down: flush here instead
+                box._committer.drain()
+        if leading:
+            leading[0]._committer.drain()
+
+    def _write_and_place(self, boxes: Mapping[str, AccountMailbox], given: Mapping[str, str], data: bytes,
+                         folder: str, quota: Quota) -> list[tuple[AccountMailbox, _Incoming]]:
+        """Quota checks, then the file: written and fsynced in tmp/, then renamed (one account) or
+        hard-linked (several) into new/; nothing is left behind when a step fails."""
         disk = to_disk(data)
         size = wire_size(disk)
         summary = summarize(disk)
@@ -177,9 +277,17 @@ class MailStore:
             else:
                 limit = quota
             items.append((box, box.incoming(folder, base, len(disk), size, summary, when, limit)))
-        first = items[0][1]
-        tmp = first.dirpath / "tmp" / base
+        tmp = items[0][1].dirpath / "tmp" / base
         write_synced(tmp, disk, mtime=when)
+        if len(items) == 1:
+            box, item = items[0]
+            try:
+                box.place(item, tmp, link=False)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            return items
         placed: list[tuple[AccountMailbox, _Incoming]] = []
         try:
             for box, item in items:
@@ -192,16 +300,45 @@ class MailStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        # Enqueue everywhere first, then wait: batches of different accounts flush in parallel.
-        slots = [(box, item, box._committer.enqueue(item)) for box, item in placed]
-        uids: dict[str, int] = {}
-        errors: list[StoreError] = []
-        for box, _item, slot in slots:
-            result = box._committer.wait(slot)
-            if isinstance(result, StoreError):
-                errors.append(result)
+        return placed
+
+
+_Result = tuple[int, int] | StoreError
+_Accounts = tuple[dict[str, AccountMailbox], dict[str, str]]
+
+
+class _LoopNotifier:
+    """Hands delivery results from store threads to one event loop: a flush finishing twenty deliveries
+    wakes the loop once, not twenty times."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Future[_Result], _Result | None, BaseException | None]] = []
+        self._scheduled = False
+
+    def post(self, future: asyncio.Future[_Result], result: _Result | None, error: BaseException | None) -> None:
+        """Thread-safe: sets the future's outcome on its loop soon."""
+        with self._lock:
+            self._pending.append((future, result, error))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:      # the loop is closed: nobody is waiting for these any more
+            with self._lock:
+                self._pending.clear()
+                self._scheduled = False
+
+    def _deliver(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._scheduled = False
+        for future, result, error in pending:
+            if future.done():          # the awaiting task was cancelled; the delivery went on anyway
+                continue
+            if error is not None:
+                future.set_exception(error)
             else:
-                uids[box.address] = result[1]
-        if errors:
-            raise errors[0]
-        return {address: uids[account] for address, account in given.items()}
+                future.set_result(result)  # type: ignore[arg-type]

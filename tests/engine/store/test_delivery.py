@@ -32,31 +32,59 @@ async def test_delivered_message_is_in_new_with_its_received_header_when_deliver
     assert list((store.account_path(ALICE) / "tmp").iterdir()) == []
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
-async def test_delivery_fsyncs_file_before_it_appears_and_directory_before_returning(
-    store: MailStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def fs_trace(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Records fsync (by path), rename and link calls, in order, from every thread."""
     trace: list[tuple[str, str]] = []
-    real_fsync, real_link = os.fsync, os.link
+    real_fsync, real_link, real_rename = os.fsync, os.link, os.rename
 
     def fsync(fd: int) -> None:
         trace.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
         real_fsync(fd)
 
     def link(src: str | Path, dst: str | Path, **kw: object) -> None:
-        trace.append(("link", str(dst)))
+        trace.append(("appear", str(dst)))
         real_link(src, dst)
+
+    def rename(src: str | Path, dst: str | Path, **kw: object) -> None:
+        trace.append(("appear", str(dst)))
+        real_rename(src, dst)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(os, "rename", rename)
+    return trace
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+async def test_delivery_fsyncs_file_before_it_appears_and_directory_before_returning(
+    store: MailStore, fs_trace: list[tuple[str, str]]
+) -> None:
     store.mailbox(ALICE)   # opened before tracing
+    fs_trace.clear()
     await store.deliver([ALICE], message("ordered"))
     account = store.account_path(ALICE)
-    kinds = [(op, str(Path(p).relative_to(account).parent)) for op, p in trace]
-    assert kinds == [("fsync", "tmp"), ("link", "new"), ("fsync", ".")]
-    assert trace[-1][1] == str(account / "new")
+    kinds = [(op, str(Path(p).relative_to(account).parent)) for op, p in fs_trace]
+    assert kinds == [("fsync", "tmp"), ("appear", "new"), ("fsync", ".")]
+    assert fs_trace[-1][1] == str(account / "new")
     # ... and the index row was committed before deliver returned.
     assert [m.uid for m in store.mailbox(ALICE).messages("INBOX")] == [1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+async def test_every_copy_is_synced_in_place_before_deliver_returns(
+    store: MailStore, fs_trace: list[tuple[str, str]]
+) -> None:
+    store.mailbox(ALICE), store.mailbox(BOB)
+    fs_trace.clear()
+    await store.deliver([ALICE, BOB], message("shared"))
+    alice_new, bob_new = str(store.account_path(ALICE) / "new"), str(store.account_path(BOB) / "new")
+    ops = [(op, os.path.dirname(p) if op == "appear" else p) for op, p in fs_trace]
+    tmp_dirs = {str(store.account_path(a) / "tmp") for a in (ALICE, BOB)}
+    assert ops[0][0] == "fsync" and os.path.dirname(ops[0][1]) in tmp_dirs   # the one file, before any link
+    assert sorted(ops[1:3]) == [("appear", alice_new), ("appear", bob_new)]
+    assert sorted(ops[3:]) == [("fsync", alice_new), ("fsync", bob_new)]
+    assert store.mailbox(ALICE).status("INBOX").messages == store.mailbox(BOB).status("INBOX").messages == 1
 
 
 async def test_one_message_for_several_accounts_is_one_file_linked_into_each(store: MailStore) -> None:
