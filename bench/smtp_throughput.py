@@ -357,8 +357,9 @@ class PythonServer:
         self.proc = None
 
 
-def run_one(kind: str, messages: int, size: int, sessions: int, max_seconds: float) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix=f"smtp-bench-{kind}-"))
+def run_one(kind: str, messages: int, size: int, sessions: int, max_seconds: float,
+            parent: Path) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix=f"{kind}-{sessions}-", dir=parent))
     server: PythonServer | PostfixInstance
     server = PostfixInstance(work) if kind == "postfix" else PythonServer(kind, work)
     try:
@@ -384,7 +385,6 @@ def run_one(kind: str, messages: int, size: int, sessions: int, max_seconds: flo
                 "cpu_ms": 1000 * cpu / stored if stored else 0.0}
     finally:
         server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def load_average() -> str:
@@ -404,6 +404,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table shows medians")
     parser.add_argument("--servers", default="postroom,postfix,aiosmtpd", help="comma-separated")
     parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument("--dir", type=Path, default=None, help="where the servers write (default: a temp dir)")
     parser.add_argument("--serve", choices=("postroom", "aiosmtpd"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
@@ -432,16 +433,22 @@ def main() -> int:
           f"{os.cpu_count()} CPUs, load average before: {load_before}")
     results: dict[tuple[str, int], list[dict[str, Any]]] = {}
     ok = True
-    for rnd in range(args.rounds):
-        for sessions in counts:
-            shift = rnd % len(kinds)
-            for kind in kinds[shift:] + kinds[:shift]:     # rotate who goes first
-                r = run_one(kind, args.messages, args.size, sessions, args.max_seconds)
-                results.setdefault((kind, sessions), []).append(r)
-                print(f"  round {rnd + 1} {kind:<9} {sessions:>2} sessions: {r['rate']:6.0f} msg/s "
-                      f"{r['stored']:>6} stored  {r['cpu_ms']:5.2f} CPU ms/msg  load {load_average()}",
-                      flush=True)
-                ok = ok and r["stored"] == args.messages
+    # Every run's files stay until the end: deleting thousands of files just before the next server
+    # runs would tax its file creations (ext4 without a journal skips recently freed inodes one by one).
+    parent = Path(tempfile.mkdtemp(prefix="smtp-bench-", dir=args.dir))
+    try:
+        for rnd in range(args.rounds):
+            for sessions in counts:
+                shift = rnd % len(kinds)
+                for kind in kinds[shift:] + kinds[:shift]:     # rotate who goes first
+                    r = run_one(kind, args.messages, args.size, sessions, args.max_seconds, parent)
+                    results.setdefault((kind, sessions), []).append(r)
+                    print(f"  round {rnd + 1} {kind:<9} {sessions:>2} sessions: {r['rate']:6.0f} msg/s "
+                          f"{r['stored']:>6} stored  {r['cpu_ms']:5.2f} CPU ms/msg  load {load_average()}",
+                          flush=True)
+                    ok = ok and r["stored"] == args.messages
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
     print()
     print(f"{'server':<10}{'sessions':>9}{'msg/s':>8}{'range':>13}{'CPU ms/msg':>12}")
