@@ -436,6 +436,7 @@ def main() -> int:
     # Every run's files stay until the end: deleting thousands of files just before the next server
     # runs would tax its file creations (ext4 without a journal skips recently freed inodes one by one).
     parent = Path(tempfile.mkdtemp(prefix="smtp-bench-", dir=args.dir))
+    os.chmod(parent, 0o711)       # Postfix's daemons (user postfix) and virtual(8) (nobody) pass through
     try:
         for rnd in range(args.rounds):
             for sessions in counts:
