@@ -24,6 +24,14 @@ _ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 _LDH = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 _KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")        # RFC 5321 §4.1.2 esmtp-keyword
 
+# The common case of the grammar below in single regex matches: an ASCII Dot-string, and a path
+# `<dot-string@ldh.domain>` followed by the end or a space (RFC 5321 §4.1.2).  What they do not match
+# (quoting, source routes, UTF-8, address literals, paths without brackets) takes the full grammar.
+_ATOM = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
+_ASCII_DOT_STRING = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"       # RFC 1035 §2.3.1, at most 63 octets
+_SIMPLE_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*)@({_LABEL}(?:\.{_LABEL})*)>(?= |\Z)")
+
 
 class AddressError(ValueError):
     """A path or parameter that does not parse; `reply` is what the server answers."""
@@ -46,6 +54,8 @@ def _is_dot_string(text: str) -> bool:
     """RFC 5321 §4.1.2 Dot-string = Atom *("." Atom)."""
     if not text:
         return False
+    if _ASCII_DOT_STRING.fullmatch(text):
+        return True
     return all(atom and all(_is_atext(c) for c in atom) for atom in text.split("."))
 
 
@@ -236,6 +246,16 @@ def _split_path(text: str) -> tuple[str, str, bool]:
 
 
 def _parse_path(text: str, *, allow_null: bool, allow_postmaster: bool) -> tuple[Path, str]:
+    simple = _SIMPLE_PATH.match(text)
+    if simple is not None:
+        local, domain = simple.group(1, 2)
+        if len(local) + 1 + len(domain) <= MAX_MAILBOX and len(domain) <= MAX_DOMAIN:
+            return Path(Address(local, domain.lower())), text[simple.end():]
+    return _parse_path_grammar(text, allow_null=allow_null, allow_postmaster=allow_postmaster)
+
+
+def _parse_path_grammar(text: str, *, allow_null: bool, allow_postmaster: bool) -> tuple[Path, str]:
+    """`_parse_path` by the full grammar, character by character."""
     path_text, rest, angle = _split_path(text)
     if rest and not rest.startswith(" "):
         raise ValueError("expected a space between the path and its parameters")

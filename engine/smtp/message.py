@@ -142,6 +142,20 @@ def protocol_name(esmtp: bool, tls: bool, authenticated: bool, utf8: bool) -> st
     return base + ("S" if tls else "") + ("A" if authenticated else "")
 
 
+_last_date: tuple[int, str] = (-1, "")
+
+
+def _trace_date(now: float) -> str:
+    """RFC 5322 §3.3 date-time in local time; whole seconds, so one formatting serves every message
+    received in the same second."""
+    global _last_date
+    second = int(now)
+    cached = _last_date
+    if cached[0] != second:
+        cached = _last_date = (second, email.utils.formatdate(second, localtime=True))
+    return cached[1]
+
+
 def received_header(info: TraceInfo, now: float | None = None) -> bytes:
     """RFC 5321 §4.4: `Received: from <helo> (<name> [ip]) by <host> with <proto> id <id>; <date>`."""
     ip = info.client_ip
@@ -152,7 +166,7 @@ def received_header(info: TraceInfo, now: float | None = None) -> bytes:
         lines.append(f"\t(using {_safe(info.tls_version)} with cipher {_safe(info.tls_cipher)})")
     proto = protocol_name(info.esmtp, info.tls, info.authenticated, info.utf8)
     lines.append(f"\tby {info.hostname} with {proto} id {info.message_id}")
-    date = email.utils.formatdate(now if now is not None else time.time(), localtime=True)
+    date = _trace_date(now if now is not None else time.time())
     if info.recipient is not None and "<" not in info.recipient and ">" not in info.recipient:
         lines.append(f"\tfor <{info.recipient}>; {date}")
     else:

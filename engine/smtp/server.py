@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
-import secrets
+import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -59,11 +60,25 @@ TLS_HANDSHAKE_TIMEOUT = 30.0
 REVERSE_DNS_TIMEOUT = 3.0
 FORBIDDEN_VERBS = frozenset({"GET", "POST", "CONNECT", "HEAD", "PUT"})   # an HTTP client on port 25
 CRLF = b"\r\n"
+# Control characters become "?" in replies: a client's words must not break the reply's lines.
+_NO_CONTROLS = bytes.maketrans(bytes(range(32)) + b"\x7f", b"?" * 33)
+
+
+# Ids only need to differ, not to be unguessable: a generator seeded once from the OS spares a getrandom(2)
+# system call per transaction.
+_ID_RANDOM = random.Random()
 
 
 def new_message_id() -> str:
     """Our id for one transaction: microsecond time plus randomness, in upper-case hex."""
-    return f"{time.time_ns() // 1000:X}{secrets.randbits(20):05X}"
+    return f"{time.time_ns() // 1000:X}{_ID_RANDOM.getrandbits(20):05X}"
+
+
+@functools.lru_cache(maxsize=512)
+def _reply_bytes(reply: Reply) -> bytes:
+    """A one-line reply as sent; the fixed replies of every transaction are encoded once.  Client words
+    can appear in a reply: it stays ASCII, with control characters shown as "?"."""
+    return reply.line().encode("ascii", "replace").translate(_NO_CONTROLS) + CRLF
 
 
 @dataclass
@@ -218,10 +233,12 @@ class SMTPSession(SMTP):
     async def _reply(self, reply: Reply, *more: str) -> None:
         if reply.code >= 400:
             self._errors += 1
-        lines = reply.lines(*more) if more else [reply.line()]
-        # Client words can appear in a reply: keep it ASCII, and each entry on its own line.
-        self._writer.write(b"".join(line.encode("ascii", "replace").translate(_NO_CONTROLS) + CRLF
-                                    for line in lines))
+        if more:
+            # Client words can appear in a reply: keep it ASCII, and each entry on its own line.
+            self._writer.write(b"".join(line.encode("ascii", "replace").translate(_NO_CONTROLS) + CRLF
+                                        for line in reply.lines(*more)))
+        else:
+            self._writer.write(_reply_bytes(reply))
         await self._writer.drain()
 
     async def _close(self, reply: Reply) -> None:
@@ -790,9 +807,6 @@ class SMTPSession(SMTP):
             tls_version=self._tls_version(), tls_cipher=cipher))
 
 
-# Control characters become "?" in replies: a client's words must not break the reply's lines.
-_NO_CONTROLS = bytes.maketrans(bytes(range(32)) + b"\x7f", b"?" * 33)
-
 Handler = Callable[[SMTPSession, str], Awaitable[None]]
 _VERBS: dict[str, Handler] = {
     "EHLO": SMTPSession.smtp_EHLO, "HELO": SMTPSession.smtp_HELO, "MAIL": SMTPSession.smtp_MAIL,
@@ -817,6 +831,7 @@ class SMTPListener:
         self._server: asyncio.Server | None = None
         self._all_closed: asyncio.Event | None = None
         self._resolver: Any = None
+        self._wants_reverse: dict[str, bool] = {}
 
     @property
     def starttls_context(self) -> ssl.SSLContext | None:
@@ -876,13 +891,19 @@ class SMTPListener:
             self.records = None
         log.info("%s stopped", self.role)
 
-    @staticmethod
-    def wants_reverse_name(ip: str) -> bool:
-        """Loopback needs no lookup (the Received: line shows the address alone)."""
-        try:
-            return not ipaddress.ip_address(ip).is_loopback
-        except ValueError:
-            return False
+    def wants_reverse_name(self, ip: str) -> bool:
+        """Loopback needs no lookup (the Received: line shows the address alone).  Answers are kept per
+        address: parsing it is dearer than the rest of MAIL FROM."""
+        known = self._wants_reverse.get(ip)
+        if known is None:
+            try:
+                known = not ipaddress.ip_address(ip).is_loopback
+            except ValueError:
+                known = False
+            if len(self._wants_reverse) >= 4096:
+                self._wants_reverse.clear()
+            self._wants_reverse[ip] = known
+        return known
 
     async def reverse_name(self, ip: str) -> str | None:
         """The client's reverse DNS name for the Received: line; None on any failure."""

@@ -12,6 +12,8 @@ from engine.smtp import codes
 from engine.smtp.addresses import (
     Address,
     AddressError,
+    _parse_path,
+    _parse_path_grammar,
     parse_mail_from,
     parse_mailbox,
     parse_params,
@@ -172,3 +174,38 @@ def test_codes_render_with_enhanced_status() -> None:
     assert codes.OK.lines("a", "b") == ["250-2.0.0 OK", "250-2.0.0 a", "250 2.0.0 b"]
     assert codes.split_enhanced("5.7.1 Relay denied") == ("5.7.1", "Relay denied")
     assert codes.split_enhanced("Hello") == ("", "Hello")
+
+
+# The one-regex shortcut for `<dot-string@ldh.domain>` must answer exactly as the full grammar does, on
+# the paths it takes and on near misses (long labels, edge hyphens, dots, brackets, trailing text).
+_near_miss = st.text(st.sampled_from([*"ab0-.@<>\" \\[]:,x", "é", "\r"]), max_size=40)
+_long_label = st.text(st.sampled_from("ab-"), min_size=60, max_size=66)
+
+
+@given(st.one_of(
+    st.builds(lambda local, d, tail: f"<{local}@{d}>{tail}", _dot_string, _domain,
+              st.sampled_from(["", " SIZE=10", "x", ">", " "])),
+    st.builds(lambda local, d: f"<{local}@{d}>", _dot_string, st.builds(lambda a, b: f"{a}.{b}", _long_label, _domain)),
+    st.builds(lambda t: f"<{t}>", _near_miss),
+    _near_miss,
+))
+def test_the_common_path_shortcut_agrees_with_the_full_grammar(text: str) -> None:
+    for null, postmaster in ((True, False), (False, True)):
+        try:
+            expected: object = _parse_path_grammar(text, allow_null=null, allow_postmaster=postmaster)
+        except ValueError:
+            expected = ValueError
+        try:
+            got: object = _parse_path(text, allow_null=null, allow_postmaster=postmaster)
+        except ValueError:
+            got = ValueError
+        assert got == expected
+
+
+def test_long_mailboxes_leave_the_shortcut_for_the_length_checks() -> None:
+    # RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its brackets.
+    local = "a" * 64
+    domain = ".".join(["b" * 63] * 3)          # 191 octets: 64 + 1 + 191 = 256 > 254
+    with pytest.raises(AddressError):
+        parse_rcpt_to(f"TO:<{local}@{domain}>")
+    assert parse_rcpt_to(f"TO:<{local[:62]}@{domain}>").path.address == Address(local[:62], domain)
