@@ -54,6 +54,7 @@ EVENT_WORDS = {
 class LogModel(QAbstractTableModel):
     TIME, EVENT, DIRECTION, SENDER, RECIPIENT, SIZE, REMOTE, DETAIL = range(8)
     HEADERS = ("Time", "Status", "Dir.", "Sender", "Recipient", "Size", "Remote host", "Details")
+    RIGHT_ALIGNED = frozenset({SIZE})
 
     loadingChanged = Signal(bool)
     totalChanged = Signal(int)
@@ -87,36 +88,50 @@ class LogModel(QAbstractTableModel):
             return self.HEADERS[section]
         return None
 
+    def index(self, row: int, column: int, parent: Index = QModelIndex()) -> QModelIndex:  # noqa: B008
+        # Qt's own index() asks rowCount() and columnCount(): two calls into Python per cell painted,
+        # each taking the GIL back from the engine's threads.  This is one.
+        if 0 <= row < len(self._rows) and 0 <= column < len(self.HEADERS) and not parent.isValid():
+            return self.createIndex(row, column)
+        return QModelIndex()
+
+    def text(self, row_no: int, col: int) -> str:
+        """What a cell shows; pure Python, so the view's delegate can ask without a round trip through Qt."""
+        if not 0 <= row_no < len(self._rows):
+            return ""
+        row = self._rows[row_no]
+        if col == self.TIME:
+            return format_time(row[_TIME])
+        if col == self.EVENT:
+            return str(EVENT_WORDS.get(row[_EVENT], row[_EVENT]))
+        if col == self.DIRECTION:
+            return "in" if row[_DIRECTION] == "in" else "out"
+        if col == self.SENDER:
+            return str(row[_SENDER] or "<>")
+        if col == self.RECIPIENT:
+            return str(row[_RECIPIENT])
+        if col == self.SIZE:
+            return format_size(row[_SIZE])
+        if col == self.REMOTE:
+            return str(row[_REMOTE_HOST] or row[_CLIENT_IP])
+        if col == self.DETAIL:
+            return str(row[_DETAIL] or row[_REMOTE_REPLY]).replace("\n", " ")
+        return ""
+
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        # Called for every cell and role on each repaint: as few calls back into Qt as possible.
         row_no = index.row()
         if not 0 <= row_no < len(self._rows):
             return None
-        row = self._rows[row_no]
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            if col == self.TIME:
-                return format_time(row[_TIME])
-            if col == self.EVENT:
-                return EVENT_WORDS.get(row[_EVENT], row[_EVENT])
-            if col == self.DIRECTION:
-                return "in" if row[_DIRECTION] == "in" else "out"
-            if col == self.SENDER:
-                return row[_SENDER] or "<>"
-            if col == self.RECIPIENT:
-                return row[_RECIPIENT]
-            if col == self.SIZE:
-                return format_size(row[_SIZE])
-            if col == self.REMOTE:
-                return row[_REMOTE_HOST] or row[_CLIENT_IP]
-            if col == self.DETAIL:
-                return str(row[_DETAIL] or row[_REMOTE_REPLY]).replace("\n", " ")
-        elif role == Qt.ItemDataRole.ToolTipRole and col in (self.DETAIL, self.REMOTE):
+            return self.text(row_no, col)
+        if role == Qt.ItemDataRole.ToolTipRole and col in (self.DETAIL, self.REMOTE):
+            row = self._rows[row_no]
             return row[_REMOTE_REPLY] or row[_DETAIL] or None
-        elif role == Qt.ItemDataRole.TextAlignmentRole and col == self.SIZE:
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in self.RIGHT_ALIGNED:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        elif role == Qt.ItemDataRole.UserRole:
-            return LogEntry(*row)
+        if role == Qt.ItemDataRole.UserRole:
+            return LogEntry(*self._rows[row_no])
         return None
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from desktop.bridge import EngineBridge
 from desktop.models.log import EVENT_WORDS, LogModel
-from desktop.widgets.common import Debouncer, MessageLine, format_size, format_time
+from desktop.widgets.common import Debouncer, MessageLine, PlainTextDelegate, format_size, format_time
 from engine.log import EVENTS, LogEntry, LogFilter
 
 TIME_RANGES: tuple[tuple[str, float | None], ...] = (
@@ -118,6 +118,7 @@ class DeliveryLogPanel(QWidget):
         self.view = QTableView()
         self.view.setObjectName("log_table")
         self.view.setModel(self.model)
+        self.view.setItemDelegate(PlainTextDelegate(self.model.text, LogModel.RIGHT_ALIGNED, self.view))
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setAlternatingRowColors(True)

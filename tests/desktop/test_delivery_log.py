@@ -9,6 +9,9 @@ import sqlite3
 import time
 from pathlib import Path
 
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QStyleOptionViewItem
+
 from desktop.bridge import EngineBridge
 from desktop.models.log import PAGE, LogModel
 from desktop.panels.delivery_log import DeliveryLogPanel
@@ -74,6 +77,30 @@ def test_lazy_loading_fetches_pages_as_the_view_scrolls(qtbot, bridge: EngineBri
     panel.view.scrollToBottom()
     qtbot.waitUntil(lambda: panel.model.rowCount() >= 1000, timeout=5000)
     qtmodeltester.check(panel.model)
+
+
+def test_the_table_paints_exactly_what_the_model_says(qtbot, bridge: EngineBridge, running: Engine) -> None:
+    """The table's delegate paints from LogModel.text (one call into Python per cell, not seven):
+    every cell must read as data() says, with sizes right-aligned."""
+    running.log.record("bounced", sender="", recipient="gone@remote.test", size=4096,
+                       remote_host="mx.remote.test", remote_reply="550 5.1.1 no such user\nsecond line")
+    running.log.record("received", sender="bob@elsewhere.test", recipient="alice@example.test", client_ip="192.0.2.7")
+    panel = DeliveryLogPanel(bridge)
+    qtbot.addWidget(panel)
+    panel.show()
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 2, timeout=5000)
+    delegate = panel.view.itemDelegate()
+    for row in range(2):
+        for col in range(panel.model.columnCount()):
+            index = panel.model.index(row, col)
+            option = QStyleOptionViewItem()
+            delegate.initStyleOption(option, index)
+            assert option.text == index.data(), (row, col)
+            right = bool(option.displayAlignment & Qt.AlignmentFlag.AlignRight)
+            assert right == (col == LogModel.SIZE), (row, col)
+    assert column(panel, LogModel.SENDER) == ["bob@elsewhere.test", "<>"]
+    assert column(panel, LogModel.DETAIL)[1] == "550 5.1.1 no such user second line"
+    assert column(panel, LogModel.REMOTE) == ["192.0.2.7", "mx.remote.test"]
 
 
 def test_rows_stay_put_while_the_person_reads_further_down(qtbot, bridge: EngineBridge, running: Engine) -> None:
