@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,17 @@ def test_a_recorder_without_the_transaction_seam_gets_one_call_per_entry() -> No
         assert recorder.thread is not None and recorder.thread.name == "test-log"
     finally:
         writer.close()
+
+
+def test_entries_reach_the_log_by_themselves_without_a_flush(tmp_path: Path) -> None:
+    log = DeliveryLog(tmp_path / "state.sqlite")
+    writer = RecordWriter(log)
+    try:
+        writer.record("received", message_id="unflushed")
+        deadline = time.monotonic() + 5.0
+        while log.count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)        # polling with a deadline: the writer works on its own schedule
+        assert [r.message_id for r in log.query()] == ["unflushed"]
+    finally:
+        writer.close()
+        log.close()
