@@ -181,7 +181,8 @@ class _SinkHandler:
                           rcpt_options: list[str]) -> str:
         kind = self.sink.behaviour(address)
         if kind == REFUSE:
-            reply = f"550 5.1.1 <{address}>: Recipient address rejected: no such user"
+            # Multi-line, with a comma and quotes: what a CSV export and a DSN must carry intact.
+            reply = f'550-5.1.1 <{address}>: Recipient address rejected,\r\n550 5.1.1 "no such user" here'
         elif kind == GREYLIST_ONCE and address.lower() not in self.greylisted:
             self.greylisted.add(address.lower())
             reply = "451 4.7.1 Greylisted, please try again later"

@@ -137,6 +137,28 @@ def reported_failures(data: Path, address: str) -> dict[str, list[str]]:
     return found
 
 
+def check_dsns(data: Path, item_subject: str) -> None:
+    """Every DSN is a proper RFC 3464 report from MAILER-DAEMON that no robot should answer."""
+    user, domain = ALICE.split("@")
+    for path in (data / "mail" / domain / user / "new").iterdir():
+        dsn = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert dsn.get_content_type() == "multipart/report"
+        assert dsn.get_param("report-type") == "delivery-status"
+        assert str(dsn["From"]).endswith("<MAILER-DAEMON@mx.example.test>")
+        assert dsn["Auto-Submitted"] == "auto-replied"                     # RFC 3834 §5
+        parts = list(dsn.iter_parts())
+        assert [p.get_content_type() for p in parts] == ["text/plain", "message/delivery-status",
+                                                         "text/rfc822-headers"]        # RFC 6522 §3
+        status = parts[1].get_payload()
+        assert isinstance(status, list) and status[0]["Reporting-MTA"] == "dns; mx.example.test"
+        for block in status[1:]:
+            recipient = str(block["Final-Recipient"]).split(";", 1)[1].strip()
+            if recipient == REFUSED:       # the remote's own words, and who said them (RFC 3464 §2.3.5-6)
+                assert block["Remote-MTA"] == "dns; mx.accept.test"
+                assert str(block["Diagnostic-Code"]).startswith("smtp; 550 5.1.1")
+        assert f"Subject: {item_subject}" in str(parts[2].get_payload())
+
+
 # --- the scenarios -------------------------------------------------------------------------------------------
 
 def test_one_submission_to_seven_destinations_ends_as_each_must(remote: Remote, tmp_path: Path) -> None:
@@ -160,6 +182,7 @@ def test_one_submission_to_seven_destinations_ends_as_each_must(remote: Remote, 
         failures = poll(lambda: (f := reported_failures(data, ALICE)) and set(f) == set(BOUNCED) and f,
                         "DSNs for the three permanent failures in Alice's Maildir")
         assert failures == {address: [status] for address, status in BOUNCED.items()}
+        check_dsns(data, item_subject="seven destinations")
         assert [r for r, code in mx.rcpt_replies if r == REFUSED] == [REFUSED], "a 550 must not be retried"
 
         # SERVFAIL: still queued, and `queue list` says so and why.
@@ -204,7 +227,8 @@ def test_one_submission_to_seven_destinations_ends_as_each_must(remote: Remote, 
         assert all("SERVFAIL" in r["detail"] for r in deferred if r["recipient"] == DNS_BROKEN)
         assert len([r for r in deferred if r["recipient"] == DNS_BROKEN]) >= attempts_before + 1
         assert sorted(r["recipient"] for r in by_event["bounced"]) == sorted(BOUNCED)
-        assert [r["remote_reply"][:3] for r in by_event["bounced"] if r["recipient"] == REFUSED] == ["550"]
+        (refusal,) = [r["remote_reply"] for r in by_event["bounced"] if r["recipient"] == REFUSED]
+        assert refusal.startswith("550 5.1.1") and '"no such user" here' in refusal   # commas, quotes intact
         dsn_rows = [r for r in rows if r["event"] == "delivered" and r["recipient"] == ALICE]
         assert dsn_rows and all(r["sender"] == "" and item["id"] in r["detail"] for r in dsn_rows)
         server.stop()
