@@ -106,6 +106,10 @@ def test_curl_lists_and_retrieves_over_pop3s(mailhost: Mailhost) -> None:
     message = run(["curl", *login, f"{base}2"]).stdout
     assert email.message_from_string(message, policy=email.policy.default)["Subject"] == SUBJECTS[1]
     assert len(message.replace("\n", "\r\n").encode()) == int(sizes[1][1])     # RFC 1939: octets with CRLF
+    uidl = run(["curl", *login, base, "-X", "UIDL"]).stdout.split()
+    assert uidl[0::2] == ["1", "2"] and len(set(uidl[1::2])) == 2
+    head = run(["curl", *login, base, "-X", "TOP 1 0"]).stdout
+    assert f"Subject: {SUBJECTS[0]}" in head and "Body number 1." not in head
 
 
 # --- Python's own clients ----------------------------------------------------------------------------------
