@@ -251,8 +251,8 @@ def submit_with_smtplib(server: Server, recipient: str) -> None:
         smtp.sendmail(ALICE, [recipient], f"From: {ALICE}\r\nTo: {recipient}\r\nSubject: t\r\n\r\nBody.\r\n")
 
 
-def test_queue_retry_and_delete_from_the_command_line_reach_the_running_server(remote: Remote,
-                                                                               tmp_path: Path) -> None:
+def test_queue_retry_delete_and_bounce_from_the_command_line_reach_the_running_server(remote: Remote,
+                                                                                        tmp_path: Path) -> None:
     data = tmp_path / "data"
     prepare_data_dir(data, remote.settings("1h"), accounts={ALICE: ALICE_PW})    # nothing retries by itself
     first, second = "first@servfail.test", "second@servfail.test"
@@ -298,4 +298,12 @@ def test_queue_retry_and_delete_from_the_command_line_reach_the_running_server(r
         events = json.loads(postroom(data, "log", "--format", "json", "--limit", "0", "--text", doomed).stdout)
         mine = [e["event"] for e in events if e["queue_id"] == doomed]
         assert mine.count("deferred") == 2 and mine[-1] == "deleted", mine
+
+        # `queue bounce ID`: the running server returns it to Alice at once, and the queue is empty.
+        (kept,) = [i["id"] for i in queue_list(server)]
+        postroom(data, "queue", "bounce", kept)
+        returned = poll(lambda: reported_failures(data, ALICE).get(second), "the DSN after `queue bounce`",
+                        deadline=10, every=0.05)
+        assert returned == ["5.0.0"]                                        # RFC 3463: other, by an admin
+        poll(lambda: queue_list(server) == [], "an empty queue after the bounce")
         server.stop()
