@@ -6,6 +6,7 @@ Everything listens on 127.0.0.1 on ephemeral ports and is stopped by the test th
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import socket
@@ -163,6 +164,7 @@ class Dnsmasq:
 ACCEPT = "accept"
 GREYLIST_ONCE = "greylist"      # 451 at the first RCPT of an address, then 250
 REFUSE = "refuse"               # 550 5.1.1 at RCPT
+STALL_ONCE = "stall"            # hold the first RCPT reply until the test calls release(), then 250
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class _SinkHandler:
     def __init__(self, sink: SinkMX) -> None:
         self.sink = sink
         self.greylisted: set[str] = set()
+        self.stalled: set[str] = set()
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -186,6 +189,13 @@ class _SinkHandler:
         elif kind == GREYLIST_ONCE and address.lower() not in self.greylisted:
             self.greylisted.add(address.lower())
             reply = "451 4.7.1 Greylisted, please try again later"
+        elif kind == STALL_ONCE and address.lower() not in self.stalled:
+            self.stalled.add(address.lower())
+            self.sink.note(lambda: self.sink.stalls.append(address))
+            deadline = time.monotonic() + 60
+            while not self.sink.released.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)           # the sink's loop keeps serving other sessions
+            reply = "451 4.4.2 Stalled until the client went away"
         else:
             envelope.rcpt_tos.append(address)
             reply = "250 2.1.5 Ok"
@@ -206,6 +216,8 @@ class SinkMX:
         self.hostname = hostname
         self.deliveries: list[Delivery] = []
         self.rcpt_replies: list[tuple[str, int]] = []
+        self.stalls: list[str] = []
+        self.released = threading.Event()
         self._changed = threading.Condition()
         self._controller: Controller | None = None
         self.port = 0
@@ -221,6 +233,10 @@ class SinkMX:
     def wait_for(self, predicate: Callable[[], bool], deadline: float = 20.0) -> bool:
         with self._changed:
             return self._changed.wait_for(predicate, timeout=deadline)
+
+    def release(self) -> None:
+        """Lets stalled RCPT replies go (to a client that is usually gone by then)."""
+        self.released.set()
 
     def received_by(self, address: str) -> list[Delivery]:
         return [d for d in list(self.deliveries) if address in d.recipients]

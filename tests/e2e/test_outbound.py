@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Server, postroom, prepare_data_dir, serving
-from tests.e2e.peers import DNSMASQ, GREYLIST_ONCE, REFUSE, Dnsmasq, ServfailServer, SinkMX
+from tests.e2e.peers import DNSMASQ, GREYLIST_ONCE, REFUSE, STALL_ONCE, Dnsmasq, ServfailServer, SinkMX
 
 pytestmark = pytest.mark.skipif(shutil.which("swaks") is None or DNSMASQ is None,
                                 reason="swaks and dnsmasq are installed by `make test` (Debian packages)")
@@ -40,6 +40,7 @@ A_ONLY = "user@aonly.test"                # no MX, an A record: RFC 5321 §5.1 i
 NULL_MX = "user@nullmx.test"              # RFC 7505 null MX
 NO_DOMAIN = "user@nx.test"                # NXDOMAIN
 DNS_BROKEN = "user@servfail.test"         # every lookup SERVFAILs: temporary, never a bounce
+IN_FLIGHT = "stall@slow.test"             # its MX holds the first RCPT reply until serve is killed
 RECIPIENTS = (ACCEPTED, GREYLISTED, REFUSED, A_ONLY, NULL_MX, NO_DOMAIN, DNS_BROKEN)
 DELIVERED = (ACCEPTED, GREYLISTED, A_ONLY)
 BOUNCED = {REFUSED: "5.1.1", NULL_MX: "5.1.10", NO_DOMAIN: "5.1.2"}
@@ -61,8 +62,9 @@ class Remote:
 @pytest.fixture(scope="module")
 def remote() -> Iterator[Remote]:
     servfail = ServfailServer().start()
-    mx = SinkMX({"grey": GREYLIST_ONCE, "refused": REFUSE}).start()
-    zone = Dnsmasq(mx=[("accept.test", "mx.accept.test", 10), ("nullmx.test", ".", 0)],
+    mx = SinkMX({"grey": GREYLIST_ONCE, "refused": REFUSE, "stall": STALL_ONCE}).start()
+    zone = Dnsmasq(mx=[("accept.test", "mx.accept.test", 10), ("slow.test", "mx.accept.test", 10),
+                       ("nullmx.test", ".", 0)],
                    hosts={"mx.accept.test": "127.0.0.1", "aonly.test": "127.0.0.1"},
                    nxdomain=["nx.test"], local=["test"], forward={"servfail.test": servfail.port})
     try:
@@ -194,16 +196,21 @@ def test_one_submission_to_seven_destinations_ends_as_each_must(remote: Remote, 
         attempts_before = pending[0]["attempts"]
         assert attempts_before >= 1
 
-        # kill -9: the queue survives, keeps retrying, and delivers nothing a second time.
+        # kill -9 with a delivery in flight (a second message, whose MX holds its RCPT reply): the queue
+        # survives, retries the one whose fate was unknown, and delivers nothing a second time.
+        swaks_submit(server, (IN_FLIGHT,), "in flight")
+        assert mx.wait_for(lambda: IN_FLIGHT in mx.stalls), mx.rcpt_replies
         server.kill9()
+        mx.release()
         server.start()
+        assert mx.wait_for(lambda: bool(mx.received_by(IN_FLIGHT))), "the interrupted delivery is retried"
         after = poll(lambda: (s := states(server)).get(DNS_BROKEN, {}).get("attempts", 0) > attempts_before and s,
                      "a retry of the SERVFAIL recipient after the restart")
-        assert {a: r["status"] for a, r in after.items() if a != DNS_BROKEN} == \
+        assert {a: r["status"] for a, r in after.items() if a in RECIPIENTS and a != DNS_BROKEN} == \
             {a: r["status"] for a, r in final.items() if a != DNS_BROKEN}
-        for address in DELIVERED:
+        for address in (*DELIVERED, IN_FLIGHT):
             assert len(mx.received_by(address)) == 1, f"{address} received twice"
-        assert len(mx.deliveries) == len(DELIVERED)
+        assert len(mx.deliveries) == len(DELIVERED) + 1
         assert set(reported_failures(data, ALICE)) == set(BOUNCED), "no second DSN after the restart"
 
         # `postroom log --format csv` is CSV that Python's csv module reads, and it tells the whole story.
@@ -221,6 +228,8 @@ def test_one_submission_to_seven_destinations_ends_as_each_must(remote: Remote, 
         assert {r["recipient"]: r["remote_host"].split("[")[0] for r in by_event["relayed"]} == \
             {ACCEPTED: "mx.accept.test", GREYLISTED: "mx.accept.test", A_ONLY: "aonly.test"}
         assert all(r["remote_reply"].startswith("250") for r in by_event["relayed"])
+        assert [r["event"] for r in rows if r["recipient"] == IN_FLIGHT and r["event"] != "received"] == \
+            ["relayed"], "the attempt killed mid-way left no outcome; the retry's is the only one"
         deferred = by_event["deferred"]
         assert {r["recipient"] for r in deferred} == {GREYLISTED, DNS_BROKEN}
         assert [r["remote_reply"][:3] for r in deferred if r["recipient"] == GREYLISTED] == ["451"]
