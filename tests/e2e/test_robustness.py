@@ -171,12 +171,20 @@ def wait_refused(port: int, deadline: float = 10.0) -> None:
     raise AssertionError(f"port {port} still accepts {deadline}s after SIGTERM")
 
 
-def test_sigterm_lets_a_message_in_flight_finish_and_serve_exits_0(template: Path) -> None:
+def test_sigterm_lets_a_message_in_flight_finish_closes_idle_sessions_and_serve_exits_0(template: Path) -> None:
     data = template.parent / "sigterm"
     shutil.copytree(template, data)
     with serving(data) as srv:
         c = Raw(srv.ports["smtp"])
+        idle_imap = Raw(srv.ports["imap"])
+        idle_pop = Raw(srv.ports["pop3"])
         try:
+            assert idle_imap.line().startswith(b"* OK")
+            assert idle_imap.imap(b"i1", f"i1 LOGIN {ALICE} {ALICE_PW}\r\n".encode())[-1].startswith(b"i1 OK")
+            assert idle_imap.imap(b"i2", b"i2 SELECT INBOX\r\n")[-1].startswith(b"i2 OK")
+            idle_imap.send(b"i3 IDLE\r\n")
+            assert idle_imap.line().startswith(b"+ ")                    # RFC 2177: idling
+            assert idle_pop.line().startswith(b"+OK")
             assert c.line().startswith(b"220")
             assert c.smtp(b"EHLO client.remote.test\r\n").startswith(b"250")
             assert c.smtp(b"MAIL FROM:<bob@remote.test>\r\n").startswith(b"250")
@@ -186,10 +194,14 @@ def test_sigterm_lets_a_message_in_flight_finish_and_serve_exits_0(template: Pat
             assert srv.proc is not None
             srv.proc.send_signal(signal.SIGTERM)
             wait_refused(srv.ports["smtp"])
+            assert idle_imap.line().startswith(b"* BYE")                 # RFC 3501 §7.1.5
+            last = idle_pop.file.readline()
+            assert last == b"" or last.startswith(b"-ERR"), last        # closed (no QUIT: nothing deleted)
             reply = c.smtp(b"and the second half.\r\n.\r\n")
             assert reply.startswith(b"250"), reply
         finally:
-            c.close()
+            for client in (c, idle_imap, idle_pop):
+                client.close()
         out = srv.stop()                                # asserts exit status 0
         assert "Traceback" not in out, out
     files = [*(data / "mail" / "example.test" / "alice" / "new").iterdir()]
