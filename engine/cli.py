@@ -174,7 +174,52 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 # --- parser ---------------------------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
+BUILTIN_COMMANDS = ("serve", "domain", "account", "alias")
+# Commands other packages add, and the module that adds each.  Only the module of the command named is
+# imported: each costs start-up time (`postroom queue list` need not load DKIM and the desktop).  A word
+# not listed here loads them all, so a command added elsewhere works before this table knows it.
+EXTERNAL_COMMANDS: dict[str, str] = {
+    "queue": "engine.queue.cli",
+    "log": "engine.log.cli",
+    "dns-records": "engine.mailauth.cli",
+    "dkim": "engine.mailauth.cli",
+    "licences": "desktop.install",
+}
+EXTERNAL_MODULES = ("engine.queue.cli", "engine.log.cli", "engine.mailauth.cli", "desktop.install")
+_GLOBAL_WITH_VALUE = ("--data-dir",)
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """The command named on a command line (the first word that is not a global option or its value)."""
+    words = list(argv)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            return words[i + 1] if i + 1 < len(words) else None
+        if word in _GLOBAL_WITH_VALUE:
+            i += 2
+        elif word.startswith("-"):
+            i += 1
+        else:
+            return word
+    return None
+
+
+def command_modules(argv: Sequence[str] | None) -> tuple[str, ...]:
+    """Which command-adding modules to import for this command line (all of them for help or no command)."""
+    if argv is None:
+        return EXTERNAL_MODULES
+    word = command_word(argv)
+    if word in BUILTIN_COMMANDS:
+        return ()
+    if word in EXTERNAL_COMMANDS:
+        return (EXTERNAL_COMMANDS[word],)
+    return EXTERNAL_MODULES
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (given the command line) one with only the commands that line can use."""
     parser = argparse.ArgumentParser(
         prog="postroom",
         description="Postroom mail server. With no command, opens the desktop app.",
@@ -234,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_alias)
 
     # Commands owned by other packages register themselves when those packages exist.
-    for module in ("engine.queue.cli", "engine.log.cli", "engine.mailauth.cli", "desktop.install"):
+    for module in command_modules(argv):
         try:
             importlib.import_module(module).add_arguments(sub)
         except ImportError:
@@ -256,8 +301,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("POSTROOM_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     args.data_dir = (args.data_dir or default_data_dir()).expanduser()
     handler: Handler = getattr(args, "handler", cmd_gui)
     if args.install_desktop_entry:
