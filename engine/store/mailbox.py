@@ -15,7 +15,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +61,7 @@ from engine.store.names import (
     parents,
 )
 from engine.store.summary import MAX_HEADER_BYTES, HeaderSummary, body_text, summarize
+from engine.store.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class _Incoming:
     """A message file already renamed into new/ or cur/, waiting for its index row."""
 
     folder: str
-    dirpath: Path
+    dirpath: str                 # the folder's directory (a str: the hot path skips pathlib)
     base: str
     subdir: str
     info: str
@@ -168,10 +168,11 @@ class AccountMailbox:
     verify_after: float = 120.0
 
     def __init__(self, address: str, path: Path, names: NameMaker, notify: Notify | None = None,
-                 fsync_pool: Executor | None = None, *, handoff: Handoff | None = None) -> None:
+                 fsync_pool: Workers | None = None, *, handoff: Handoff | None = None) -> None:
         self.address = address
         self._fsync_pool = fsync_pool
         self.path = path
+        self._path_text = str(path)
         self._names = names
         self._notify = notify
         self._lock = threading.RLock()
@@ -675,19 +676,20 @@ class AccountMailbox:
         subdir = "cur" if info else "new"
         base = self._names.make(len(disk), size)
         when = time.time() if internaldate is None else internaldate
-        item = _Incoming(f.name, f.path, base, subdir, info, " ".join(sorted(keywords)), size, when,
+        item = _Incoming(f.name, str(f.path), base, subdir, info, " ".join(sorted(keywords)), size, when,
                          summarize(disk))
-        write_synced(f.path / "tmp" / base, disk, mtime=when)
-        self.place(item, f.path / "tmp" / base, link=False)
+        tmp = os.path.join(item.dirpath, "tmp", base)
+        write_synced(tmp, disk, mtime=when)
+        self.place(item, tmp, link=False)
         result = self._committer.run(item)
         if isinstance(result, StoreError):
             raise result
         return result
 
-    def place(self, item: _Incoming, source: Path, *, link: bool) -> None:
+    def place(self, item: _Incoming, source: str, *, link: bool) -> None:
         """Moves (or hard-links) a synced tmp file into new/ or cur/, marked in flight until indexed."""
-        dest = item.dirpath / item.subdir / file_name(item.base, item.subdir, item.info)
-        key = (str(item.dirpath), item.base)
+        dest = os.path.join(item.dirpath, item.subdir, file_name(item.base, item.subdir, item.info))
+        key = (item.dirpath, item.base)
         with self._inflight_lock:
             self._inflight.add(key)
         try:
@@ -698,7 +700,7 @@ class AccountMailbox:
                 os.link(source, dest)
             except OSError:
                 # Another file system, or links not allowed: a private copy, synced before it appears.
-                tmp = item.dirpath / "tmp" / f"{item.base}.copy"
+                tmp = os.path.join(item.dirpath, "tmp", f"{item.base}.copy")
                 shutil.copyfile(source, tmp)
                 fd = os.open(tmp, os.O_RDONLY)
                 try:
@@ -714,9 +716,9 @@ class AccountMailbox:
     def unplace(self, item: _Incoming) -> None:
         """Undoes place() when a multi-recipient delivery fails before anything was indexed."""
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(item.dirpath / item.subdir / file_name(item.base, item.subdir, item.info))
+            os.unlink(os.path.join(item.dirpath, item.subdir, file_name(item.base, item.subdir, item.info)))
         with self._inflight_lock:
-            self._inflight.discard((str(item.dirpath), item.base))
+            self._inflight.discard((item.dirpath, item.base))
 
     def incoming(self, folder: str, base: str, disk_len: int, size: int, summary: HeaderSummary,
                  when: float, quota: int | None) -> _Incoming:
@@ -724,7 +726,7 @@ class AccountMailbox:
         if folder == INBOX and quota is None:
             # The delivery hot path: INBOX is the account directory itself and always exists, so
             # there is nothing to look up (the flush still checks the folder against the index).
-            return _Incoming(INBOX, self.path, base, "new", "", "", size, when, summary)
+            return _Incoming(INBOX, self._path_text, base, "new", "", "", size, when, summary)
         canonical = normalize_folder(folder)
         with self._lock:
             f = self._find_folder(canonical)
@@ -732,7 +734,7 @@ class AccountMailbox:
                 self.create_folder(canonical)
                 f = self._folder(canonical)
             self._check_quota(quota, size)
-        return _Incoming(f.name, f.path, base, "new", "", "", size, when, summary)
+        return _Incoming(f.name, str(f.path), base, "new", "", "", size, when, summary)
 
     def _flush(self, items: list[_Incoming]) -> list[tuple[int, int] | StoreError]:
         """Makes a whole batch durable with one fsync per directory and one durable index commit.
@@ -744,11 +746,11 @@ class AccountMailbox:
         it; SMTP never said 250) or a durable file without a row (the next resync indexes it)."""
         events: list[Event] = []
         results: list[tuple[int, int] | StoreError] = []
-        dirs = {i.dirpath / i.subdir for i in items}
-        pending: list[Future[None]] = []
+        dirs = {os.path.join(i.dirpath, i.subdir) for i in items}
+        pending: list[Callable[[], None]] = []
         try:
             if self._fsync_pool is not None:
-                pending = [self._fsync_pool.submit(fsync_dir, d) for d in dirs]
+                pending = [_in_background(self._fsync_pool, fsync_dir, d) for d in dirs]
             else:
                 for d in dirs:
                     fsync_dir(d)
@@ -762,7 +764,7 @@ class AccountMailbox:
                             bases = [i.base for i in items if i.folder == item.folder]
                             indexed[item.folder] = self._indexed_bases(db, g.id, bases)
                     f = folders[item.folder]
-                    if f is None or f.path != item.dirpath:
+                    if f is None or str(f.path) != item.dirpath:
                         results.append(NoSuchFolder(f"Mailbox {item.folder} does not exist"))
                         continue
                     known = indexed[item.folder].get(item.base)
@@ -782,11 +784,11 @@ class AccountMailbox:
                                    (f.uidnext, f.highestmodseq, f.id))
                         self._note_dir_changed(f, db)
         finally:
-            for fut in pending:
-                fut.result()
+            for wait in pending:
+                wait()
             with self._inflight_lock:
                 for item in items:
-                    self._inflight.discard((str(item.dirpath), item.base))
+                    self._inflight.discard((item.dirpath, item.base))
         self._emit(events)
         return results
 
@@ -1239,6 +1241,36 @@ class AccountMailbox:
 
 
 # --- file helpers ---------------------------------------------------------------------------------------
+
+
+def _in_background(pool: Workers, fn: Callable[[str], None], arg: str) -> Callable[[], None]:
+    """Starts `fn(arg)` on `pool`; the returned function waits for it and raises what it raised.
+
+    A plain lock released by the job is all the waiting needs (no Future, no Condition)."""
+    finished = threading.Lock()
+    finished.acquire()
+    error: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            fn(arg)
+        except BaseException as exc:
+            error.append(exc)
+        finally:
+            finished.release()
+
+    try:
+        pool.submit(job)
+    except RuntimeError:          # the pool is shut down (the store is closing): do it here
+        job()
+
+    def wait() -> None:
+        with finished:
+            pass
+        if error:
+            raise error[0]
+
+    return wait
 
 
 def _arrival_key(base: str) -> tuple[int, str]:

@@ -110,7 +110,7 @@ def wire_size(disk: bytes) -> int:
 # --- durable file system operations ---------------------------------------------------------------------
 
 
-def write_synced(path: Path, data: bytes, mtime: float | None = None) -> None:
+def write_synced(path: str | Path, data: bytes, mtime: float | None = None) -> None:
     """Creates `path` (never overwrites), writes, fsyncs: the data is on disk when this returns."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:
@@ -130,7 +130,7 @@ def write_synced(path: Path, data: bytes, mtime: float | None = None) -> None:
         os.close(fd)
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     """Makes renames/links into `path` durable (POSIX: the directory entry needs its own fsync)."""
     if sys.platform == "win32":
         return

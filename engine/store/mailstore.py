@@ -17,10 +17,10 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from engine.interfaces import DEFAULT_FOLDERS, StoreError
 from engine.store.groupcommit import Done, Waiter
@@ -28,6 +28,7 @@ from engine.store.mailbox import AccountMailbox, Notify, _Incoming
 from engine.store.maildir import NameMaker, make_maildir, to_disk, wire_size, write_synced
 from engine.store.names import account_parts, folder_dirname
 from engine.store.summary import summarize
+from engine.store.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,13 @@ class MailStore:
         self._lock = threading.Lock()
         self._boxes: dict[str, AccountMailbox] = {}
         self._opening: dict[str, threading.Lock] = {}
-        # Deliveries block in fsync and in group-commit waits; many cheap threads let concurrent SMTP
-        # sessions join the same flush instead of queueing behind each other.
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="postroom-store")
+        # Deliveries block in fsync; many cheap threads let the files of concurrent SMTP sessions reach
+        # the disk together and join the same group commit instead of queueing behind each other.
+        self._executor = Workers(max_workers, "postroom-store")
         # Only ever runs fsync(2) on directories and never waits for anything else, so the commit
         # leaders that wait on it cannot deadlock however busy the delivery pool is.
-        self._fsync_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="postroom-fsync")
+        self._fsync_pool = Workers(4, "postroom-fsync")
+        self._keys: dict[str, str] = {}      # address as given -> "user@domain" (see _account_key)
         self._notifiers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopNotifier] = (
             weakref.WeakKeyDictionary())
         self._closed = False
@@ -155,10 +157,7 @@ class MailStore:
         loop = asyncio.get_running_loop()
         accounts = self._open_accounts(addresses)
         if accounts is None:      # an account to open first: that may rebuild its index from disk
-            try:
-                accounts = await loop.run_in_executor(self._executor, self._accounts, addresses)
-            except RuntimeError as exc:   # executor shut down by close()
-                raise StoreError("The mail store is closed") from exc
+            accounts = await self._off_loop(loop, self._accounts, addresses)
         boxes, given = accounts
         if not boxes:
             return {}
@@ -170,7 +169,7 @@ class MailStore:
             futures[account] = fut
             dones[account] = functools.partial(notifier.post, fut)
         try:
-            self._executor.submit(self._store, boxes, given, data, folder, quota, dones)
+            self._executor.submit(functools.partial(self._store, boxes, given, data, folder, quota, dones))
         except RuntimeError as exc:
             raise StoreError("The mail store is closed") from exc
         if len(futures) == 1:
@@ -208,11 +207,10 @@ class MailStore:
             if self._closed:
                 raise StoreError("The mail store is closed")
             for address in addresses:
-                try:
-                    domain, user = account_parts(address)
-                except StoreError:
-                    return None       # _accounts() raises it with the same words
-                box = self._boxes.get(f"{user}@{domain}")
+                key = self._keys.get(address)
+                if key is None:
+                    return None       # _accounts() checks the address and remembers its key
+                box = self._boxes.get(key)
                 if box is None:
                     return None
                 boxes.setdefault(box.address, box)
@@ -227,7 +225,39 @@ class MailStore:
             box = self.mailbox(address)
             boxes.setdefault(box.address, box)
             given[address] = box.address
+            with self._lock:
+                if len(self._keys) >= 10_000:
+                    self._keys.clear()
+                self._keys[address] = box.address
         return boxes, given
+
+    async def _off_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[[_A], _T], arg: _A) -> _T:
+        """fn(arg) on the store's threads, awaited (for the rare deliveries that must open an account)."""
+        future: asyncio.Future[_T] = loop.create_future()
+
+        def settle(result: _T | None, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        def job() -> None:
+            try:
+                result = fn(arg)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(settle, None, exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                loop.call_soon_threadsafe(settle, result, None)
+
+        try:
+            self._executor.submit(job)
+        except RuntimeError as exc:   # shut down by close()
+            raise StoreError("The mail store is closed") from exc
+        return await future
 
     def _notifier(self, loop: asyncio.AbstractEventLoop) -> _LoopNotifier:
         with self._lock:
@@ -277,7 +307,7 @@ class MailStore:
             else:
                 limit = quota
             items.append((box, box.incoming(folder, base, len(disk), size, summary, when, limit)))
-        tmp = items[0][1].dirpath / "tmp" / base
+        tmp = os.path.join(items[0][1].dirpath, "tmp", base)
         write_synced(tmp, disk, mtime=when)
         if len(items) == 1:
             box, item = items[0]
@@ -303,6 +333,8 @@ class MailStore:
         return placed
 
 
+_A = TypeVar("_A")
+_T = TypeVar("_T")
 _Result = tuple[int, int] | StoreError
 _Accounts = tuple[dict[str, AccountMailbox], dict[str, str]]
 
