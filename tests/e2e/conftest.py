@@ -102,13 +102,34 @@ class Server:
 
 def prepare_data_dir(data: Path, settings: str, domains: Sequence[str] = ("example.test",),
                      accounts: dict[str, str] | None = None) -> None:
-    """A fresh data directory as a person sets one up: postroom.toml, then `domain add`, `account add`."""
+    """A fresh data directory as a person sets one up: postroom.toml, then `domain add`, `account add`
+    (the accounts two at a time: each is a Python start-up and an argon2 hash)."""
     data.mkdir(parents=True, exist_ok=True)
     (data / "postroom.toml").write_text(settings)
     for domain in domains:
         postroom(data, "domain", "add", domain)
-    for address, password in (accounts or {}).items():
-        postroom(data, "account", "add", address, "--password-stdin", input=password + "\n")
+    pending = list((accounts or {}).items())
+    while pending:
+        batch, pending = pending[:2], pending[2:]
+        procs = [(address, password, subprocess.Popen(
+            [*POSTROOM, "--data-dir", str(data), "account", "add", address, "--password-stdin"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            for address, password in batch]
+        for address, password, proc in procs:
+            _, err = proc.communicate(password + "\n", timeout=60)
+            assert proc.returncode == 0, f"postroom account add {address} failed: {err}"
+
+
+def copy_data_dir(template: Path, data: Path, settings: str | None = None) -> Path:
+    """A copy of a prepared data directory (no process may hold it open), with other settings if given."""
+    shutil.copytree(template, data)
+    if settings is not None:
+        (data / "postroom.toml").write_text(settings)
+    return data
+
+
+# Every e2e data directory starts with these accounts at example.test (password: name-pw).
+ACCOUNTS = {f"{name}@example.test": f"{name}-pw" for name in ("alice", "bob", "carol", "dave")}
 
 
 @contextmanager
@@ -124,18 +145,18 @@ def serving(data: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def _server_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The data directory every `server` starts from, set up once with the CLI (each CLI run costs a
-    Python start-up; a copy of a directory no process holds open is the same fresh state)."""
+def data_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data directory every e2e server starts from (example.test and ACCOUNTS), set up once with the
+    CLI: each CLI run costs a Python start-up, and a copy of a directory no process holds open is the
+    same fresh state."""
     data = tmp_path_factory.mktemp("template") / "data"
-    prepare_data_dir(data, 'hostname = "mx.example.test"\n', accounts={"alice@example.test": "alice-pw"})
+    prepare_data_dir(data, 'hostname = "mx.example.test"\n', accounts=ACCOUNTS)
     return data
 
 
 @pytest.fixture
-def server(tmp_path: Path, _server_template: Path) -> Iterator[Server]:
-    data = tmp_path / "data"
-    shutil.copytree(_server_template, data)
+def server(tmp_path: Path, data_template: Path) -> Iterator[Server]:
+    data = copy_data_dir(data_template, tmp_path / "data")
     srv = Server(data, {s: free_port() for s in SERVICES})
     srv.start()
     try:

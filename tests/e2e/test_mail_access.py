@@ -23,13 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, prepare_data_dir, serving
+from tests.e2e.conftest import ACCOUNTS, Server, copy_data_dir, serving
 
 pytestmark = pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is installed by `make test`")
 
-DOMAIN = "example.test"
 # One account per client that changes the mailbox, so no test depends on another's order.
-ACCOUNTS = {f"{name}@{DOMAIN}": f"{name}-pw" for name in ("alice", "bob", "carol", "dave")}
 ALICE, BOB, CAROL, DAVE = ACCOUNTS
 SUBJECTS = ("first message", "second message")
 
@@ -58,9 +56,8 @@ def maildir_count(data: Path, address: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def mailhost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mailhost]:
-    data = tmp_path_factory.mktemp("access") / "data"
-    prepare_data_dir(data, 'hostname = "mx.example.test"\n', domains=(DOMAIN,), accounts=ACCOUNTS)
+def mailhost(data_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mailhost]:
+    data = copy_data_dir(data_template, tmp_path_factory.mktemp("access") / "data")
     with serving(data) as server:
         for number, subject in enumerate(SUBJECTS, start=1):
             swaks_to_mx(server, list(ACCOUNTS), subject, f"Body number {number}.")

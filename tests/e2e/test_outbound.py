@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Server, postroom, prepare_data_dir, serving
+from tests.e2e.conftest import Server, copy_data_dir, postroom, serving
 from tests.e2e.peers import DNSMASQ, GREYLIST_ONCE, REFUSE, STALL_ONCE, Dnsmasq, ServfailServer, SinkMX
 
 pytestmark = pytest.mark.skipif(shutil.which("swaks") is None or DNSMASQ is None,
@@ -163,9 +163,9 @@ def check_dsns(data: Path, item_subject: str) -> None:
 
 # --- the scenarios -------------------------------------------------------------------------------------------
 
-def test_one_submission_to_seven_destinations_ends_as_each_must(remote: Remote, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    prepare_data_dir(data, remote.settings("2s,2s"), accounts={ALICE: ALICE_PW})
+def test_one_submission_to_seven_destinations_ends_as_each_must(remote: Remote, data_template: Path,
+                                                                tmp_path: Path) -> None:
+    data = copy_data_dir(data_template, tmp_path / "data", remote.settings("2s,2s"))
     mx = remote.mx
     with serving(data) as server:
         swaks_submit(server, RECIPIENTS, "seven destinations")
@@ -260,10 +260,9 @@ def submit_with_smtplib(server: Server, recipient: str) -> None:
         smtp.sendmail(ALICE, [recipient], f"From: {ALICE}\r\nTo: {recipient}\r\nSubject: t\r\n\r\nBody.\r\n")
 
 
-def test_queue_retry_delete_and_bounce_from_the_command_line_reach_the_running_server(remote: Remote,
-                                                                                        tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    prepare_data_dir(data, remote.settings("1h"), accounts={ALICE: ALICE_PW})    # nothing retries by itself
+def test_queue_retry_delete_and_bounce_from_the_command_line_reach_the_running_server(
+        remote: Remote, data_template: Path, tmp_path: Path) -> None:
+    data = copy_data_dir(data_template, tmp_path / "data", remote.settings("1h"))  # nothing retries by itself
     first, second = "first@servfail.test", "second@servfail.test"
 
     def lookups_since(moment: float) -> int:

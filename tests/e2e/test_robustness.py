@@ -5,7 +5,6 @@ line.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import time
@@ -14,23 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, free_port, postroom, prepare_data_dir, serving
+from tests.e2e.conftest import Server, copy_data_dir, free_port, postroom, serving
 
 ALICE, ALICE_PW = "alice@example.test", "alice-pw"
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory set up once (domain, account) and copied for each server that needs its own."""
-    data = tmp_path_factory.mktemp("robust") / "template"
-    prepare_data_dir(data, 'hostname = "mx.example.test"\n', accounts={ALICE: ALICE_PW})
-    return data
-
-
-@pytest.fixture(scope="module")
-def server(template: Path) -> Iterator[Server]:
-    data = template.parent / "shared"
-    shutil.copytree(template, data)
+def server(data_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = copy_data_dir(data_template, tmp_path_factory.mktemp("robust") / "data")
     with serving(data) as srv:
         yield srv
         srv.stop()
@@ -171,9 +161,9 @@ def wait_refused(port: int, deadline: float = 10.0) -> None:
     raise AssertionError(f"port {port} still accepts {deadline}s after SIGTERM")
 
 
-def test_sigterm_lets_a_message_in_flight_finish_closes_idle_sessions_and_serve_exits_0(template: Path) -> None:
-    data = template.parent / "sigterm"
-    shutil.copytree(template, data)
+def test_sigterm_lets_a_message_in_flight_finish_closes_idle_sessions_and_serve_exits_0(data_template: Path,
+                                                                                       tmp_path: Path) -> None:
+    data = copy_data_dir(data_template, tmp_path / "data")
     with serving(data) as srv:
         c = Raw(srv.ports["smtp"])
         idle_imap = Raw(srv.ports["imap"])
