@@ -247,12 +247,11 @@ set no syslog
 poll 127.0.0.1 port {mailhost.port('pop3')} protocol pop3 timeout 20
   user "{CAROL}" password "{ACCOUNTS[CAROL]}" is "carol" here
   sslproto "tls1.2+" sslcertck sslcertfile "{mailhost.cert}" sslcommonname "mx.example.test"
-  mda "{mda}"
 """)
     rc.chmod(0o600)
     env = {**os.environ, "HOME": str(tmp_path)}
     out = subprocess.run(["fetchmail", "-f", str(rc), "--nodetach", "--idfile", str(tmp_path / "fetchids"),
-                          "--pidfile", str(tmp_path / "fetchmail.pid"), "-v"],
+                          "--pidfile", str(tmp_path / "fetchmail.pid"), "--mda", str(mda), "-v"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "STLS" in out.stdout + out.stderr, "fetchmail must have upgraded the session with STLS"
