@@ -229,7 +229,8 @@ def _line_of(text: str, section: str | None, key: str) -> int | None:
         header = re.match(r"^\[\s*([^\]]+?)\s*\]", line)
         if header:
             current = header.group(1).strip().strip('"')
-            if section is not None and key == "" and current == section:
+            # A whole table: `[section]` itself, or a misspelt top-level table name such as `[lsiten]`.
+            if (section is not None and key == "" and current == section) or (section is None and current == key):
                 return number
             continue
         m = re.match(r'^("?)([A-Za-z0-9_\-.]+)\1\s*=', line)

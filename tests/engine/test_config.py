@@ -71,6 +71,7 @@ remote_port = 2526
         ('hostname = "bad host"\n', "postroom.toml:1: hostname:"),
         ("[limits\n", "postroom.toml: not valid TOML"),
         ('[tls]\ncert = "/x.pem"\n', "tls.key: set both"),
+        ('hostname = "a.test"\n\n[lsiten]\nsmtp = ":2525"\n', "postroom.toml:3: lsiten: unknown setting"),
     ],
 )
 def test_mistakes_are_one_line_naming_key_and_line(tmp_path: Path, text: str, expected: str) -> None:
