@@ -107,6 +107,18 @@ def count_received(data: bytes) -> int:
     return len(_RECEIVED.findall(header_section(data)))
 
 
+_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:[ \t]*((?:[^\r\n]|\r\n[ \t])*)", re.IGNORECASE | re.MULTILINE)
+
+
+def message_id_of(data: bytes) -> str:
+    """The Message-ID header's value (RFC 5322 §3.6.4), unfolded, or "" — what the delivery log files a
+    message under, so its receipt and its relaying rows share one id."""
+    m = _MESSAGE_ID.search(header_section(data))
+    if m is None:
+        return ""
+    return b" ".join(m.group(1).split()).decode("ascii", "replace")[:998]
+
+
 def _safe(text: str) -> str:
     """Client-supplied words (the HELO name) made safe inside a header: no spaces, controls or comments."""
     cleaned = _UNSAFE_IN_HEADER.sub("?", text)

@@ -40,6 +40,7 @@ from engine.smtp.message import (
     TraceInfo,
     check_text,
     count_received,
+    message_id_of,
     received_header,
     unstuff,
 )
@@ -696,13 +697,15 @@ class SMTPSession(SMTP):
         if problem is None and count_received(data) > MAX_RECEIVED:
             problem = codes.MAIL_LOOP
         if problem is not None:
-            await self._refused(problem, message_id=txn.message_id, sender=txn.sender_text,
+            await self._refused(problem, message_id=message_id_of(data), smtp_id=txn.message_id,
+                                sender=txn.sender_text,
                                 recipient=list(txn.recipients), size=len(data))
             return
         message = await self._trace(txn) + data
         outcome, folder, extra = await self._run_filters(txn, message)
         if isinstance(outcome, Reply):
-            await self._refused(outcome, message_id=txn.message_id, sender=txn.sender_text,
+            await self._refused(outcome, message_id=message_id_of(data), smtp_id=txn.message_id,
+                                sender=txn.sender_text,
                                 recipient=list(txn.recipients), size=len(message), **extra)
             return
         message = outcome
@@ -723,28 +726,30 @@ class SMTPSession(SMTP):
                     received_from=f"{self.session_helo} [{self.client_ip}]",
                     authenticated_as=self.account or "")
         except QuotaExceeded as exc:
-            await self._delivery_failed(txn, codes.MAILBOX_FULL, str(exc), len(message))
+            await self._delivery_failed(txn, codes.MAILBOX_FULL, str(exc), message)
             return
         except OSError as exc:
             log.error("%s: could not store message %s: %s", self.client_ip, txn.message_id, exc)
-            await self._delivery_failed(txn, codes.INSUFFICIENT_STORAGE, str(exc), len(message))
+            await self._delivery_failed(txn, codes.INSUFFICIENT_STORAGE, str(exc), message)
             return
         except Exception as exc:
             log.exception("%s: delivery of %s failed", self.client_ip, txn.message_id)
-            await self._delivery_failed(txn, codes.LOCAL_ERROR, f"{type(exc).__name__}: {exc}", len(message))
+            await self._delivery_failed(txn, codes.LOCAL_ERROR, f"{type(exc).__name__}: {exc}", message)
             return
-        self._record("received", message_id=txn.message_id, sender=txn.sender_text,
+        message_id = message_id_of(data)
+        self._record("received", message_id=message_id, smtp_id=txn.message_id, sender=txn.sender_text,
                      recipient=list(txn.recipients), size=len(message), queue_id=queue_id,
                      tls=self._tls_version() or "none", helo=self.session_helo,
                      authenticated_as=self.account or "", **extra)
         if txn.local:
-            self._record("delivered", message_id=txn.message_id, sender=txn.sender_text,
+            self._record("delivered", message_id=message_id, smtp_id=txn.message_id, sender=txn.sender_text,
                          recipient=list(txn.local), size=len(message), folder=folder, **extra)
         await self._reply(codes.MESSAGE_ACCEPTED.with_text(f"Message accepted as {txn.message_id}"))
 
-    async def _delivery_failed(self, txn: Transaction, reply: Reply, reason: str, size: int) -> None:
-        self._record("rejected", message_id=txn.message_id, sender=txn.sender_text,
-                     recipient=list(txn.recipients), size=size, reason=reason, reply=reply.line())
+    async def _delivery_failed(self, txn: Transaction, reply: Reply, reason: str, message: bytes) -> None:
+        self._record("rejected", message_id=message_id_of(message), smtp_id=txn.message_id,
+                     sender=txn.sender_text, recipient=list(txn.recipients), size=len(message), reason=reason,
+                     reply=reply.line())
         await self._reply(reply)
 
     async def _run_filters(self, txn: Transaction,

@@ -113,3 +113,11 @@ def test_any_crlf_text_survives_stuffing_and_collection(lines: list[bytes]) -> N
     c = collect(stuffed + b".\r\n")
     assert c.done
     assert unstuff(c.text()) == text
+
+
+def test_the_log_files_a_message_under_its_message_id_header() -> None:
+    from engine.smtp.message import message_id_of
+
+    assert message_id_of(b"Subject: x\r\nMessage-Id:\r\n <a.b@example.test>\r\n\r\nMessage-ID: <body>\r\n") == \
+        "<a.b@example.test>"
+    assert message_id_of(b"Subject: no id\r\n\r\nbody\r\n") == ""
