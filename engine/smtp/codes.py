@@ -9,7 +9,7 @@ HELO/EHLO; AUTH challenges (334) carry base64 instead (RFC 4954 §4).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
 
@@ -39,7 +39,7 @@ class Reply:
 
     def with_text(self, text: str) -> Reply:
         """The same code with a more specific sentence (e.g. naming the address)."""
-        return replace(self, text=text)
+        return Reply(self.code, self.status, text)
 
     @property
     def positive(self) -> bool:

@@ -87,9 +87,10 @@ def check_text(data: bytes, line_limit: int) -> Reply | None:
     than we did.  A bare CR inside a line stays: it cannot end anything here.  `line_limit` counts the
     CRLF (RFC 5321 §4.5.3.1.6: 1000 octets).
     """
-    if data.count(b"\n") != data.count(b"\r\n"):
+    lines = data.split(b"\r\n")
+    if data.count(b"\n") != len(lines) - 1:       # an LF that does not end a CRLF line
         return codes.BARE_NEWLINE
-    if len(data) > line_limit - 2 and max(map(len, data.split(b"\r\n"))) > line_limit - 2:
+    if len(data) > line_limit - 2 and max(map(len, lines)) > line_limit - 2:
         return codes.DATA_LINE_TOO_LONG.with_text(
             f"Message has a line longer than {line_limit} octets (RFC 5321 section 4.5.3.1.6)")
     return None

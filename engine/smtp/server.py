@@ -96,8 +96,9 @@ class Transaction:
     chunk_size: int = 0
     chunk_failure: Reply | None = None                       # a BDAT chunk failed: the rest gets this
 
-    @property
+    @functools.cached_property
     def sender_text(self) -> str:
+        """The reverse-path as text; every log row of the transaction names it."""
         return "" if self.sender.address is None else str(self.sender.address)
 
 
@@ -129,7 +130,9 @@ class SMTPSession(SMTP):
         self.limits = config.limits
         self.hostname = config.hostname
         self.size_limit = config.limits.message_size or HARD_SIZE_CAP
-        self._longest_command = max(config.limits.smtp_command + MAIL_EXTRA, sasl.MAX_LINE)
+        self._line_limit = config.limits.smtp_command
+        self._mail_limit = config.limits.smtp_command + MAIL_EXTRA
+        self._longest_command = max(self._mail_limit, sasl.MAX_LINE)
         self.tls_context = listener.starttls_context
         # What the inherited aiosmtpd methods (connection_made/lost, eof_received, timeouts) read.
         self.enable_SMTPUTF8 = True
@@ -353,8 +356,7 @@ class SMTPSession(SMTP):
             return
         # RFC 5321 §4.5.3.1.4: 512 octets with the CRLF, plus what extensions add to MAIL (MAIL_EXTRA),
         # and RFC 4954 §4: 12288 for AUTH with an initial response.
-        limit = {"MAIL": self.limits.smtp_command + MAIL_EXTRA, "AUTH": sasl.MAX_LINE}.get(
-            verb, self.limits.smtp_command)
+        limit = self._mail_limit if verb == "MAIL" else sasl.MAX_LINE if verb == "AUTH" else self._line_limit
         if len(line) > limit:
             await self._reply(codes.LINE_TOO_LONG)
             return
