@@ -86,6 +86,7 @@ class Engine:
         self._listeners: dict[str, Listener] = {}
         self._states: dict[str, ListenerState] = {}
         self._watch_task: asyncio.Task[None] | None = None
+        self._start_task: asyncio.Task[Any] | None = None     # the task inside start(), while it runs
         self._running = False
         self._opened = False
 
@@ -139,6 +140,13 @@ class Engine:
 
     async def start(self, *, strict: bool = False) -> list[ListenerState]:
         """Starts every configured listener; with strict, any failure stops everything and raises."""
+        self._start_task = asyncio.current_task()
+        try:
+            return await self._start(strict)
+        finally:
+            self._start_task = None
+
+    async def _start(self, strict: bool) -> list[ListenerState]:
         self.open()
         assert self.services is not None
         self.events.publish(EngineStateChanged("starting"))
@@ -191,6 +199,11 @@ class Engine:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops accepting, lets in-flight transactions finish within `grace`, then closes everything."""
+        starting = self._start_task
+        if starting is not None and starting is not asyncio.current_task():
+            # A start still in flight (quit or shutdown right after start) would bind listeners after this
+            # stop had run and leave their sockets open: let it finish, then stop what it started.
+            await asyncio.wait({starting})
         self.events.publish(EngineStateChanged("stopping"))
         if self._watch_task is not None:
             self._watch_task.cancel()
@@ -352,8 +365,10 @@ class EngineThread:
         if self._loop is None or not self._thread.is_alive():
             return
         async def finish() -> None:
-            if self.engine.running:
-                await self.engine.stop()
+            # Also while a start is in flight or after one failed part-way: its listeners need closing.
+            engine = self.engine
+            if engine.running or engine._start_task is not None or engine._listeners:
+                await engine.stop()
             self.engine.close()
 
         try:
