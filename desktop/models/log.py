@@ -67,6 +67,7 @@ class LogModel(QAbstractTableModel):
         self._rows: list[Row] = []
         self._ids: set[int] = set()
         self._newest = 0                    # the largest id shown: where fetch_newer starts
+        self._offset = 0                    # rows of the query's order read by older pages so far
         self._generation = 0
         self._loading = False
         self._exhausted = False
@@ -148,7 +149,7 @@ class LogModel(QAbstractTableModel):
             return                  # not opened yet: the panel reloads when the engine starts
         self._set_loading(True)
         generation = self._generation
-        self.bridge.call(read_page, log, self.filter, len(self._rows), PAGE,
+        self.bridge.call(read_page, log, self.filter, self._offset, PAGE,
                          on_result=lambda rows: self._older_arrived(generation, rows),
                          on_error=lambda text: self._fetch_failed(generation, text), owner=self)
 
@@ -170,7 +171,11 @@ class LogModel(QAbstractTableModel):
             return
         if len(rows) < PAGE:
             self._exhausted = True
-        # Rows inserted at the top meanwhile shift the offset: an overlap, removed here by id.
+        # The next page starts where this one ended in the query's order, whatever fetch_newer put on
+        # top meanwhile (rows from another process can be newer by id yet older by time: counting the
+        # table's own rows as the offset would skip rows).  Rows logged meanwhile shift the order down:
+        # an overlap, removed here by id.
+        self._offset += len(rows)
         ids = self._ids
         fresh = [r for r in rows if r[_ID] not in ids]
         if fresh:
@@ -181,6 +186,8 @@ class LogModel(QAbstractTableModel):
             self._newest = max(self._newest, max(r[_ID] for r in fresh))
             self.endInsertRows()
         self._set_loading(False)
+        if not fresh and not self._exhausted:
+            self.fetchMore()        # nothing new to show, so the view will not ask again: go on
 
     def fetch_newer(self) -> None:
         """New rows were logged: fetch those above the newest shown (one request in flight at a time).
@@ -250,6 +257,7 @@ class LogModel(QAbstractTableModel):
         self._rows = []
         self._ids = set()
         self._newest = 0
+        self._offset = 0
         self._exhausted = False
         self._newer_pending = False
         self._newer_again = False

@@ -147,6 +147,37 @@ def test_rows_another_process_writes_in_bulk_arrive_on_top_in_bounded_inserts(qt
     qtbot.waitUntil(lambda: panel.count_label.text().startswith(f"{bulk + 1:,} matching"), timeout=5000)
 
 
+def test_rows_newer_by_id_but_older_by_time_still_page_in_once_each(qtbot, bridge: EngineBridge,
+                                                                     running: Engine) -> None:
+    """Another process may write rows stamped in the past (an import; a clock behind).  They arrive on
+    top as new rows, and scrolling down still reaches every other row exactly once, then stops."""
+    for i in range(PAGE + 100):
+        running.log.record("received", sender=f"now{i}@elsewhere.test", recipient="alice@example.test")
+    panel = DeliveryLogPanel(bridge)
+    qtbot.addWidget(panel)
+    panel.resize(900, 500)
+    panel.show()
+    qtbot.waitUntil(lambda: panel.model.rowCount() == PAGE and not panel.model.loading, timeout=5000)
+    earlier = 2 * PAGE + 200
+    db = sqlite3.connect(running.config.state_db)
+    with db:
+        db.executemany("INSERT INTO log_entries (time, event, direction, sender, recipient) VALUES (?,?,?,?,?)",
+                       ((time.time() - 86400 + i, "received", "in", f"old{i}@elsewhere.test", "alice@example.test")
+                        for i in range(earlier)))
+    db.close()
+    qtbot.waitUntil(lambda: panel.model.rowCount() == PAGE + earlier, timeout=10000)
+
+    def scrolled_to_the_end() -> bool:
+        panel.view.scrollToBottom()
+        return panel.model.exhausted and not panel.model.loading
+
+    qtbot.waitUntil(scrolled_to_the_end, timeout=10000)
+    senders = column(panel, LogModel.SENDER)
+    assert len(senders) == len(set(senders)), "no row twice"
+    assert set(senders) == {f"now{i}@elsewhere.test" for i in range(PAGE + 100)} | \
+        {f"old{i}@elsewhere.test" for i in range(earlier)}
+
+
 def test_export_filtered_rows_to_csv_and_json(qtbot, bridge: EngineBridge, running: Engine, tmp_path: Path) -> None:
     for i in range(30):
         running.log.record("received", sender=f"s{i}@elsewhere.test", recipient="alice@example.test")
