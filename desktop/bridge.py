@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import shiboken6
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 from engine.events import (
     DeliveryLogged,
@@ -120,9 +120,12 @@ class EngineBridge(QObject):
         self._batch_timer.setSingleShot(True)
         self._batch_timer.setInterval(BATCH_MS)
         self._batch_timer.timeout.connect(self._drain)
-        # Both connections are queued: the engine thread emits, the GUI thread runs the slot.
+        # Both connections are queued: the engine thread emits, the GUI thread runs the slot.  _finished
+        # says so explicitly: a call that completes before add_done_callback is reached (the GUI thread
+        # loses the GIL while waking the engine loop) runs the callback on the GUI thread itself, and an
+        # automatic connection would then answer inside submit(), before the caller has returned.
         self._posted.connect(self._batch_timer.start)
-        self._finished.connect(self._deliver)
+        self._finished.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
         self._unsubscribe = thread.engine.events.subscribe(self._from_engine)
 
     # --- the engine ------------------------------------------------------------------------------

@@ -3,9 +3,10 @@ what panels need (every new log row, engine states in order) survives the coales
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 
-from desktop.bridge import EngineBridge
+from desktop.bridge import EngineBridge, _Pending
 from engine.events import (
     DeliveryLogged,
     DirectoryChanged,
@@ -72,3 +73,14 @@ def test_a_closed_bridge_takes_no_more_events(bridge: EngineBridge, engine_threa
     bridge.close()
     publish_from_engine_thread(engine_thread, [DirectoryChanged()])     # returns once published
     assert bridge._inbox == [], "nothing queued, so nothing can reach a panel being torn down"
+
+
+def test_an_answer_is_never_delivered_inside_the_call_that_asked(qtbot, bridge: EngineBridge) -> None:
+    """A future already done when submit() adds its callback runs that callback on the GUI thread; the
+    answer must still come later, from the event loop, as for every other call."""
+    answers: list[object] = []
+    done: concurrent.futures.Future[object] = concurrent.futures.Future()
+    done.set_result("answer")
+    bridge._finished.emit(_Pending(answers.append, None, None), done)      # as add_done_callback would
+    assert answers == [], "not synchronously"
+    qtbot.waitUntil(lambda: answers == ["answer"], timeout=2000)
