@@ -514,7 +514,7 @@ class AccountMailbox:
     def _check_quota(self, quota: int | None, size: int) -> None:
         if quota is None:
             return
-        used = self._db.execute("SELECT total(size) FROM messages").fetchone()[0]
+        used = idx.used_bytes(self._db)
         if used + size > quota:
             raise AccountOverQuota(self.address, f"Mailbox {self.address} is over its quota "
                                                  f"({int(used)} + {size} > {quota} octets)")
@@ -1237,7 +1237,7 @@ class AccountMailbox:
     def used_bytes(self) -> int:
         """Sum of RFC822.SIZE over all folders (what quotas count)."""
         with self._lock:
-            return int(self._db.execute("SELECT total(size) FROM messages").fetchone()[0])
+            return idx.used_bytes(self._db)
 
 
 # --- file helpers ---------------------------------------------------------------------------------------
