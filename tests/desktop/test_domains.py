@@ -46,6 +46,8 @@ def test_add_domain_account_alias_and_catch_all(qtbot, bridge: EngineBridge, run
     qtbot.keyClicks(panel.alias_targets, "bob@second.test")
     click(qtbot, panel.add_alias_button)
     qtbot.waitUntil(lambda: ["info@second.test", "bob@second.test"] in rows(panel.aliases), timeout=5000)
+    # The form empties itself once the engine confirms; a live refresh can show the row a moment earlier.
+    qtbot.waitUntil(lambda: panel.alias_local.text() == "" and panel.alias_targets.text() == "", timeout=5000)
     qtbot.keyClicks(panel.alias_targets, "bob@second.test")
     click(qtbot, panel.add_alias_button)                    # empty name: the catch-all
     qtbot.waitUntil(lambda: ["@second.test (catch-all)", "bob@second.test"] in rows(panel.aliases), timeout=5000)
