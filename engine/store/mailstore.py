@@ -117,6 +117,9 @@ class MailStore:
         with self._lock:
             if self._closed:
                 raise StoreError("The mail store is closed")
+            if len(self._keys) >= 10_000:
+                self._keys.clear()
+            self._keys[address] = key       # lets deliver() find this account without re-parsing
             box = self._boxes.get(key)
             if box is not None:
                 return box
@@ -156,8 +159,11 @@ class MailStore:
         so a dropped SMTP connection never leaves a half-indexed message."""
         loop = asyncio.get_running_loop()
         accounts = self._open_accounts(addresses)
-        if accounts is None:      # an account to open first: that may rebuild its index from disk
-            accounts = await self._off_loop(loop, self._accounts, addresses)
+        if accounts is None:
+            # An account to open first, which may rebuild its index from disk: the whole delivery is
+            # then one blocking job (rare: the first delivery to an account since the engine started).
+            return await self._off_loop(
+                loop, functools.partial(self.deliver_sync, addresses, data, folder, quota=quota))
         boxes, given = accounts
         if not boxes:
             return {}
@@ -225,14 +231,10 @@ class MailStore:
             box = self.mailbox(address)
             boxes.setdefault(box.address, box)
             given[address] = box.address
-            with self._lock:
-                if len(self._keys) >= 10_000:
-                    self._keys.clear()
-                self._keys[address] = box.address
         return boxes, given
 
-    async def _off_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[[_A], _T], arg: _A) -> _T:
-        """fn(arg) on the store's threads, awaited (for the rare deliveries that must open an account)."""
+    async def _off_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], _T]) -> _T:
+        """fn() on the store's threads, awaited; it runs to its end even if the awaiting task is cancelled."""
         future: asyncio.Future[_T] = loop.create_future()
 
         def settle(result: _T | None, error: BaseException | None) -> None:
@@ -245,7 +247,7 @@ class MailStore:
 
         def job() -> None:
             try:
-                result = fn(arg)
+                result = fn()
             except BaseException as exc:
                 loop.call_soon_threadsafe(settle, None, exc)
                 if not isinstance(exc, Exception):
@@ -333,7 +335,6 @@ class MailStore:
         return placed
 
 
-_A = TypeVar("_A")
 _T = TypeVar("_T")
 _Result = tuple[int, int] | StoreError
 _Accounts = tuple[dict[str, AccountMailbox], dict[str, str]]

@@ -167,3 +167,21 @@ async def test_deliveries_interleaved_with_flag_changes_and_expunges_stay_consis
     files = list((store.account_path(ALICE) / "new").iterdir()) + list((store.account_path(ALICE) / "cur").iterdir())
     assert len(files) == status.messages
     assert store.mailbox(BOB).status("INBOX").messages == 30
+
+
+@pytest.mark.parametrize("address", [ALICE, "carol@example.test"], ids=["open account", "unopened account"])
+async def test_a_delivery_whose_caller_gives_up_still_completes(store: MailStore, address: str) -> None:
+    # The SMTP client may drop the connection while its message is being written: the store finishes the
+    # job anyway (no half-indexed message), and the abandoned result bothers nobody.
+    task = asyncio.ensure_future(store.deliver([address], message("abandoned")))
+    await asyncio.sleep(0)          # let it start and hand the job to the store's threads
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    box = store.mailbox(address)
+    deadline = asyncio.get_running_loop().time() + 10
+    while box.status("INBOX").messages < 1 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)   # polling with a deadline: the job runs on the store's own schedule
+    assert [s.subject for s in box.summaries("INBOX")] == ["abandoned"]
+    assert len(list(_inbox_new(store, address).iterdir())) == 1
+    assert await store.deliver([address], message("next")) == {address: 2}
