@@ -115,9 +115,16 @@ def prepare_data_dir(data: Path, settings: str, domains: Sequence[str] = ("examp
             [*POSTROOM, "--data-dir", str(data), "account", "add", address, "--password-stdin"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
             for address, password in batch]
-        for address, password, proc in procs:
-            _, err = proc.communicate(password + "\n", timeout=60)
-            assert proc.returncode == 0, f"postroom account add {address} failed: {err}"
+        try:
+            for address, password, proc in procs:
+                _, err = proc.communicate(password + "\n", timeout=60)
+                assert proc.returncode == 0, f"postroom account add {address} failed: {err}"
+        finally:
+            for _, _, proc in procs:       # after a timeout or failure: no process or pipe outlives the batch
+                if proc.poll() is None:
+                    proc.kill()
+                with proc:                 # closes its pipes and reaps it
+                    pass
 
 
 def copy_data_dir(template: Path, data: Path, settings: str | None = None) -> Path:
