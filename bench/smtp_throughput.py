@@ -5,7 +5,8 @@ Postfix's `smtp-source` (one connection per message: HELO, MAIL, RCPT, DATA, QUI
 message is in the server's Maildir (new/ or cur/).  Three servers, each in its own process(es) on loopback:
 
 - postroom:  engine.smtp SMTPListener (role "smtp") with the real Directory, MailStore and DeliveryLog,
-             so every message is parsed, checked, given a Received: line, fsynced (file and directory),
+             and the delivery agent process the engine starts by default ([delivery] local_process;
+             it takes the deliveries that find another one in flight), so every message is parsed, checked, given a Received: line, fsynced (file and directory),
              indexed (durable SQLite commit) and logged before its 250.
 - postfix:   a throwaway Postfix instance (`postfix -c DIR start`, its own main.cf/master.cf, queue and
              data directories in a temp dir, no chroot, smtpd on a free loopback port) delivering through
@@ -62,6 +63,7 @@ async def serve_postroom(data: Path, port_file: Path) -> None:
     from engine.services import Services
     from engine.smtp.server import SMTPListener
     from engine.store import MailStore
+    from engine.store.agent import DeliveryAgent
 
     config = Config(data_dir=data, hostname="mx.example.test",
                     limits=dataclasses.replace(Limits(), connections_per_ip=1000))
@@ -76,9 +78,15 @@ async def serve_postroom(data: Path, port_file: Path) -> None:
     services = Services(config=config, directory=directory, store=store, events=events,
                         limiter=AuthFailureLimiter(), log=log)
     listener = SMTPListener(services, "smtp")
+    # As the engine runs it by default ([delivery] local_process): a delivery agent process beside it.
+    agent = DeliveryAgent(config.mail_dir, config.hostname, events.publish)
+    await agent.start()
+    store.attach_agent(agent)
     await listener.start("127.0.0.1", 0)
     await _run_until_signal(port_file, listener.address[1])
     await listener.stop(1.0)
+    store.attach_agent(None)
+    await agent.close()
     store.close()
     log.close()
     directory.close()
@@ -278,17 +286,7 @@ class PostfixInstance:
         """The master's CPU, its reaped children's, and that of the children still running."""
         if self.master_pid is None:
             return 0.0
-        total = cpu_seconds(self.master_pid, children=True)
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.master_pid:
-                total += cpu_seconds(int(entry.name))
-        return total
+        return cpu_seconds(self.master_pid, children=True) + sum(map(cpu_seconds, children_of(self.master_pid)))
 
 
 # --- the driver ------------------------------------------------------------------------------------
@@ -320,6 +318,21 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
         return 0.0
 
 
+def children_of(pid: int) -> list[int]:
+    """The running processes whose parent is `pid` (Linux /proc)."""
+    found: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
 class PythonServer:
     """A server of this file (`--serve postroom|aiosmtpd`) in a child process."""
 
@@ -346,7 +359,10 @@ class PythonServer:
         self.port = int(self.port_file.read_text())
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
+        """The server's CPU and its children's (Postroom's delivery agent)."""
+        if self.proc is None:
+            return 0.0
+        return cpu_seconds(self.proc.pid) + sum(map(cpu_seconds, children_of(self.proc.pid)))
 
     def stop(self) -> None:
         if self.proc is None:

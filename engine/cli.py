@@ -302,6 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("POSTROOM_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] == ["__delivery-agent"]:
+        # The bundle's delivery agent process (engine/store/agent.py): a frozen program has no `-c`.
+        from engine.store.agent import agent_main
+
+        return agent_main(words[1:])
     parser = build_parser(words)
     args = parser.parse_args(words)
     args.data_dir = (args.data_dir or default_data_dir()).expanduser()

@@ -139,6 +139,7 @@ class DeliverySettings:
     require_verified_tls: bool = False
     connect_timeout: float = 30.0
     helo_name: str = ""                 # defaults to hostname
+    local_process: bool = True          # local delivery also runs in a helper process (engine/store/agent)
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ _SCHEMA: dict[str, dict[str, str] | str] = {
         "delay_warning": "duration", "concurrency": "posint", "concurrency_per_domain": "posint",
         "smarthost": "listen", "smarthost_username": "str", "smarthost_password": "str",
         "smarthost_tls": "choice:required,starttls,implicit", "require_verified_tls": "bool",
-        "connect_timeout": "duration", "helo_name": "str",
+        "connect_timeout": "duration", "helo_name": "str", "local_process": "bool",
     },
     "authentication": {
         "dmarc_reject": "choice:reject,quarantine,mark",

@@ -17,11 +17,15 @@ import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.config import Config, ListenAddress, load_config
 from engine.events import EngineStateChanged, EventBus, ListenerChanged
+from engine.interfaces import StoreError
 from engine.services import Listener, Services
+
+if TYPE_CHECKING:
+    from engine.store.agent import DeliveryAgent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,6 +90,7 @@ class Engine:
         self._listeners: dict[str, Listener] = {}
         self._states: dict[str, ListenerState] = {}
         self._watch_task: asyncio.Task[None] | None = None
+        self._agent: DeliveryAgent | None = None
         self._start_task: asyncio.Task[Any] | None = None     # the task inside start(), while it runs
         self._running = False
         self._opened = False
@@ -158,6 +163,7 @@ class Engine:
                 self.services.tls = server_context(cert, key)
             except CertificateError as exc:
                 raise EngineError(str(exc)) from None
+        await self._start_agent()
         for service, address in self.config.listen.items():
             await self._start_listener(service, address)
         failed = [s for s in self._states.values() if s.state == "failed"]
@@ -170,6 +176,29 @@ class Engine:
         self._running = True
         self.events.publish(EngineStateChanged("running"))
         return self.status()
+
+    async def _start_agent(self) -> None:
+        """The delivery agent process (engine/store/agent.py) when the settings want it and a listener
+        can deliver; if it cannot start, local delivery simply stays in this process."""
+        if not self.config.delivery.local_process or self._agent is not None or not any(self.config.listen.values()):
+            return
+        from engine.store.agent import DeliveryAgent
+
+        agent = DeliveryAgent(self.config.mail_dir, self.config.hostname, self.events.publish)
+        try:
+            await agent.start()
+        except (TimeoutError, OSError, StoreError) as exc:
+            log.warning("delivery agent not started (%s); delivering from this process", exc)
+            await agent.close()
+            return
+        self._agent = agent
+        self.store.attach_agent(agent)
+
+    async def _stop_agent(self) -> None:
+        agent, self._agent = self._agent, None
+        if agent is not None:
+            self.store.attach_agent(None)
+            await agent.close()
 
     async def _start_listener(self, service: str, address: ListenAddress | None) -> None:
         assert self.services is not None
@@ -217,6 +246,7 @@ class Engine:
             self._set_state(ListenerState(service, old.address, "stopped"))
         if self.queue is not None and hasattr(self.queue, "stop"):
             await self.queue.stop()
+        await self._stop_agent()
         self._running = False
         self.events.publish(EngineStateChanged("stopped"))
 

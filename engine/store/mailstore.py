@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from engine.interfaces import DEFAULT_FOLDERS, StoreError
+from engine.store.agent import DeliveryAgent
 from engine.store.groupcommit import Done, Waiter
 from engine.store.mailbox import AccountMailbox, Notify, _Incoming
 from engine.store.maildir import NameMaker, make_maildir, to_disk, wire_size, write_synced
@@ -53,9 +54,15 @@ class MailStore:
         # Only ever runs fsync(2) on directories and never waits for anything else, so the commit
         # leaders that wait on it cannot deadlock however busy the delivery pool is.
         self._fsync_pool = Workers(4, "postroom-fsync")
+        # Group-commit flushes handed off by a thread that has its own work to do.  Not the delivery
+        # pool: its threads may all be blocked in deliver_sync() waiting for exactly these flushes.
+        # Flushing waits only for the fsync pool and SQLite, so this pool always makes progress.
+        self._commit_pool = Workers(4, "postroom-commit")
         self._keys: dict[str, str] = {}      # address as given -> "user@domain" (see _account_key)
         self._notifiers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopNotifier] = (
             weakref.WeakKeyDictionary())
+        self._agent: DeliveryAgent | None = None
+        self._here_in_flight = 0     # deliveries on the agent's loop that run in this process
         self._closed = False
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -67,11 +74,16 @@ class MailStore:
                 return
             self._closed = True
         self._executor.shutdown(wait=True)
+        self._commit_pool.shutdown(wait=True)
         self._fsync_pool.shutdown(wait=True)
         with self._lock:
             boxes, self._boxes = list(self._boxes.values()), {}
         for box in boxes:
             box.close()
+
+    def attach_agent(self, agent: DeliveryAgent | None) -> None:
+        """From now on deliver() on the agent's loop goes through the agent process (None: all in here)."""
+        self._agent = agent
 
     def __enter__(self) -> MailStore:
         return self
@@ -103,6 +115,8 @@ class MailStore:
             box = self._boxes.pop(key, None)
         if box is not None:
             box.close()
+        if self._agent is not None:
+            self._agent.forget(key)
         if delete_files:
             path = self.account_path(address)
             if path.exists():
@@ -134,7 +148,7 @@ class MailStore:
             path = self.root / domain / user
             fresh = not path.exists()
             box = AccountMailbox(key, path, self._names, self._notify, self._fsync_pool,
-                                 handoff=self._executor.submit)
+                                 handoff=self._commit_pool.submit)
             if fresh:
                 for name, special in DEFAULT_FOLDERS.items():
                     with contextlib.suppress(StoreError):
@@ -158,6 +172,22 @@ class MailStore:
         this loop, many per wakeup.  The work runs to completion even if the awaiting task is cancelled,
         so a dropped SMTP connection never leaves a half-indexed message."""
         loop = asyncio.get_running_loop()
+        agent = self._agent
+        if agent is None or agent.loop is not loop:
+            return await self._deliver_here(loop, addresses, data, folder, quota)
+        # With an agent, a lone delivery runs here (quickest: no hop between processes), and whenever
+        # another is in flight the agent takes it: under load its threads do the disk work without
+        # waiting for this process's GIL behind the SMTP sessions.
+        if self._here_in_flight or agent.in_flight:
+            return await agent.deliver(addresses, data, folder, quota)
+        self._here_in_flight += 1
+        try:
+            return await self._deliver_here(loop, addresses, data, folder, quota)
+        finally:
+            self._here_in_flight -= 1
+
+    async def _deliver_here(self, loop: asyncio.AbstractEventLoop, addresses: Sequence[str], data: bytes,
+                            folder: str, quota: Quota) -> dict[str, int]:
         accounts = self._open_accounts(addresses)
         if accounts is None:
             # An account to open first, which may rebuild its index from disk: the whole delivery is
@@ -286,7 +316,7 @@ class MailStore:
         leading = [box for box, item in placed if box._committer.enqueue(item, dones[box.address])]
         for box in leading[1:]:
             try:
-                self._executor.submit(box._committer.drain)
+                self._commit_pool.submit(box._committer.drain)
             except RuntimeError:     # shutting down: flush here instead
                 box._committer.drain()
         if leading:

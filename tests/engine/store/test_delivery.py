@@ -185,3 +185,12 @@ async def test_a_delivery_whose_caller_gives_up_still_completes(store: MailStore
     assert [s.subject for s in box.summaries("INBOX")] == ["abandoned"]
     assert len(list(_inbox_new(store, address).iterdir())) == 1
     assert await store.deliver([address], message("next")) == {address: 2}
+
+
+async def test_many_first_deliveries_to_several_accounts_never_exhaust_the_store_threads(tmp_path: Path) -> None:
+    """Regression: the first delivery to an account runs as one blocking job that waits for its flushes;
+    with every delivery thread waiting like that, the flushes they handed off must still run."""
+    with MailStore(tmp_path / "mail", hostname="mx.example.test", max_workers=2) as fresh:
+        results = await asyncio.wait_for(asyncio.gather(
+            *(fresh.deliver([ALICE, BOB], message(f"first {i}")) for i in range(12))), 60)
+        assert len({r[ALICE] for r in results}) == len({r[BOB] for r in results}) == 12

@@ -1,0 +1,361 @@
+"""Local delivery in a child process (a "delivery agent", as Postfix hands mail to virtual(8)).
+
+Why a process: a delivery is a dozen system calls (open, write, fsync, rename, the directory fsync, the
+SQLite commit), each of which drops and retakes the GIL.  In the engine's process those threads queue for
+the GIL behind the SMTP sessions' Python, so under load a 0.2 ms write waits milliseconds and the store,
+not the disk, sets the pace.  In a process of its own the same MailStore code runs beside the sessions on
+the other core.  Both processes open the same Maildirs and index.sqlite files, which are built for that
+(file names carry the pid, SQLite serialises writers, a delivery finds rows a rescan added meanwhile).
+
+The parent keeps its own MailStore for everything else (IMAP, POP3, the viewer, DSNs); `MailStore.deliver`
+sends deliveries here when an agent is attached on the calling loop, and the agent's MessageStored events
+come back over the same socket so IDLE sessions and the GUI hear of new mail as before.
+
+Wire format over a socketpair: frames of a 4-byte big-endian length and a pickle (both ends are this
+module, started by us; the socket is never reachable by anyone else).  Parent -> agent:
+("deliver", id, addresses, folder, quota, data) and ("forget", 0, address).  Agent -> parent:
+("ok", id, {address: uid}), ("error", id, kind, text, errno), ("event", 0, event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno as errno_codes
+import logging
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.events import Event
+from engine.interfaces import NoSuchFolder, QuotaExceeded, StoreError
+
+log = logging.getLogger(__name__)
+
+_LENGTH = struct.Struct("!I")
+MAX_FRAME = 2 * 1024 * 1024 * 1024 - 1
+START_TIMEOUT = 30.0
+# The agent's own store threads: deliveries block in fsync, so several overlap; fewer than the
+# in-process default because nothing else competes for this process's GIL.
+AGENT_WORKERS = 16
+
+_ERRORS: dict[str, type[StoreError]] = {"quota": QuotaExceeded, "nofolder": NoSuchFolder, "store": StoreError}
+
+
+def _frame(message: tuple[Any, ...]) -> bytes:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(body)) + body
+
+
+class _Frames:
+    """Splits a byte stream into the frames above."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
+        self._buffer += data
+        out: list[tuple[Any, ...]] = []
+        while len(self._buffer) >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(self._buffer)
+            end = _LENGTH.size + length
+            if len(self._buffer) < end:
+                break
+            out.append(pickle.loads(self._buffer[_LENGTH.size:end]))
+            del self._buffer[:end]
+        return out
+
+
+def _describe(exc: BaseException) -> tuple[str, str, int]:
+    """(kind, text, errno) of a failed delivery, for the parent to raise the same class of error."""
+    if isinstance(exc, QuotaExceeded):
+        return "quota", str(exc), 0
+    if isinstance(exc, NoSuchFolder):
+        return "nofolder", str(exc), 0
+    if isinstance(exc, StoreError):
+        return "store", str(exc), 0
+    if isinstance(exc, OSError):
+        return "os", exc.strerror or str(exc), exc.errno or errno_codes.EIO
+    return "store", f"{type(exc).__name__}: {exc}", 0
+
+
+def _rebuild(kind: str, text: str, code: int) -> Exception:
+    if kind == "os":
+        return OSError(code, text)
+    return _ERRORS.get(kind, StoreError)(text)
+
+
+# --- the parent's side -----------------------------------------------------------------------------------
+
+
+class DeliveryAgent:
+    """The parent's handle on one agent process, bound to the loop that started it.
+
+    `deliver` has MailStore.deliver's contract: it returns only once the agent has every copy fsynced and
+    indexed, and raises StoreError/QuotaExceeded/OSError as the store would.  If the agent dies, the
+    deliveries waiting on it fail (the SMTP client hears 4xx and tries again; a file the agent had already
+    placed is found by the next rescan, so nothing accepted is lost) and the next delivery starts a new one."""
+
+    def __init__(self, root: Path, hostname: str, notify: Callable[[Event], None] | None) -> None:
+        self.root = Path(root)
+        self.hostname = hostname
+        self._notify = notify
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, int]]] = {}
+        self._next_id = 0
+        self._starting: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries sent and not answered yet."""
+        return len(self._pending)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def start(self) -> None:
+        """Starts the agent process (if it is not running) and waits until it answers."""
+        self.loop = asyncio.get_running_loop()
+        if self._transport is not None:
+            return
+        if self._starting is None or self._starting.done():
+            self._starting = asyncio.ensure_future(self._spawn())
+        await asyncio.shield(self._starting)
+
+    async def _spawn(self) -> None:
+        loop = asyncio.get_running_loop()
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            argv = [str(self.root), self.hostname, str(child_end.fileno())]
+            if getattr(sys, "frozen", False):
+                command = [sys.executable, AGENT_COMMAND, *argv]
+            else:
+                command = [sys.executable, "-c", _RUN_AGENT, *argv]
+            process = await loop.run_in_executor(None, lambda: subprocess.Popen(
+                command, pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL, close_fds=True))
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()
+        ready: asyncio.Future[None] = loop.create_future()
+        try:
+            transport, _ = await loop.create_connection(lambda: _ParentProtocol(self, ready), sock=parent_end)
+        except BaseException:
+            parent_end.close()
+            process.kill()
+            await loop.run_in_executor(None, process.wait)
+            raise
+        self._process = process
+        self._transport = transport
+        try:
+            await asyncio.wait_for(ready, START_TIMEOUT)
+        except BaseException:
+            self._lost(StoreError("The delivery agent did not start"))
+            raise
+
+    async def deliver(self, addresses: Sequence[str], data: bytes, folder: str = "INBOX",
+                      quota: object = None) -> dict[str, int]:
+        if self._closed:
+            raise StoreError("The mail store is closed")
+        await self.start()
+        assert self.loop is not None and self._transport is not None
+        self._next_id += 1
+        request_id = self._next_id
+        future: asyncio.Future[dict[str, int]] = self.loop.create_future()
+        self._pending[request_id] = future
+        self._transport.write(_frame(("deliver", request_id, list(addresses), folder, quota, data)))
+        # Shielded: a cancelled SMTP session must not forget a delivery the agent goes on with.
+        return await asyncio.shield(future)
+
+    def forget(self, address: str) -> None:
+        """The account was removed: the agent drops its open mailbox (a later one starts afresh).
+        Callable from any thread (the CLI bridge removes accounts off the loop)."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.write(_frame(("forget", 0, address)))
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.forget, address)
+
+    def _received(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "event":
+            if self._notify is not None:
+                self._notify(message[2])
+            return
+        future = self._pending.pop(message[1], None)
+        if future is None or future.done():
+            return
+        if kind == "ok":
+            future.set_result(message[2])
+        else:
+            future.set_exception(_rebuild(message[2], message[3], message[4]))
+
+    def _lost(self, error: Exception) -> None:
+        """The socket closed: every delivery still waiting fails; the next one starts a new agent."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(error)
+        process, self._process = self._process, None
+        if process is not None and self.loop is not None and not self.loop.is_closed():
+            self.loop.run_in_executor(None, _reap, process, not self._closed)
+
+    async def close(self) -> None:
+        """Lets the agent finish what it has (it exits when its socket closes), then waits for it."""
+        self._closed = True
+        process = self._process
+        if self._transport is not None:
+            self._transport.close()
+        if process is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, _reap, process, False)
+        self._process = None
+
+
+def _reap(process: subprocess.Popen[bytes], crashed: bool) -> None:
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if crashed:
+        log.error("delivery agent %d stopped (exit status %s); the next delivery starts a new one",
+                  process.pid, process.returncode)
+
+
+class _ParentProtocol(asyncio.Protocol):
+    def __init__(self, agent: DeliveryAgent, ready: asyncio.Future[None]) -> None:
+        self._agent = agent
+        self._ready = ready
+        self._frames = _Frames()
+
+    def data_received(self, data: bytes) -> None:
+        for message in self._frames.feed(data):
+            if message[0] == "ready":
+                if not self._ready.done():
+                    self._ready.set_result(None)
+                continue
+            self._agent._received(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        error = StoreError("The delivery agent stopped; try again")
+        if not self._ready.done():
+            self._ready.set_exception(error)
+        self._agent._lost(error)
+
+
+# --- the agent's side ------------------------------------------------------------------------------------
+
+AGENT_COMMAND = "__delivery-agent"
+# Not `-m engine.store.agent`: the package imports this module first, and runpy warns about that.
+_RUN_AGENT = "import sys; from engine.store.agent import agent_main; sys.exit(agent_main(sys.argv[1:]))"
+
+
+class _AgentProtocol(asyncio.Protocol):
+    """Runs each request as its own task, so deliveries overlap and share the store's group commits."""
+
+    def __init__(self, root: Path, hostname: str, done: asyncio.Future[None]) -> None:
+        from engine.store.mailstore import MailStore
+
+        self._loop = asyncio.get_running_loop()
+        self._done = done
+        self._frames = _Frames()
+        self._transport: asyncio.Transport | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.store = MailStore(root, notify=self._event, hostname=hostname, max_workers=AGENT_WORKERS)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._send(("ready", 0))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(_frame(message))
+
+    def _event(self, event: Event) -> None:
+        """From the store's threads: events go out before the answers of the same flush."""
+        with contextlib.suppress(RuntimeError):      # the loop is closing
+            self._loop.call_soon_threadsafe(self._send, ("event", 0, event))
+
+    def data_received(self, data: bytes) -> None:
+        for message in self._frames.feed(data):
+            if message[0] == "deliver":
+                task = self._loop.create_task(self._deliver(*message[1:]))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif message[0] == "forget":
+                self.store.remove_account(message[2])
+
+    async def _deliver(self, request_id: int, addresses: list[str], folder: str, quota: Any,
+                       data: bytes) -> None:
+        try:
+            uids = await self.store.deliver(addresses, data, folder, quota=quota)
+        except Exception as exc:
+            self._send(("error", request_id, *_describe(exc)))
+        else:
+            self._send(("ok", request_id, uids))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+
+    async def finish(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._loop.run_in_executor(None, self.store.close)
+
+
+async def _serve(root: Path, hostname: str, fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(fileno=fd)
+    done: asyncio.Future[None] = loop.create_future()
+    holder: list[_AgentProtocol] = []
+
+    def factory() -> _AgentProtocol:
+        protocol = _AgentProtocol(root, hostname, done)
+        holder.append(protocol)
+        return protocol
+
+    transport, _ = await loop.create_connection(factory, sock=sock)
+    await done            # the parent closed its end (engine stopping) or died
+    await holder[0].finish()
+    transport.close()
+
+
+def agent_main(argv: Sequence[str]) -> int:
+    """The agent process: `ROOT HOSTNAME FD`, started by DeliveryAgent (or the frozen program's hidden
+    command), never by hand."""
+    if len(argv) != 3 or not argv[2].isdigit():
+        print("usage: engine.store.agent ROOT HOSTNAME FD (started by the engine, not by hand)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="postroom delivery agent: %(message)s")
+    # Ctrl-C in a terminal and a service manager's SIGTERM reach the whole process group; the agent
+    # outlives neither its parent nor its work: it exits once the parent closes the socket.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(Path(argv[0]), argv[1], int(argv[2])))
+    return 0
+

@@ -1,0 +1,120 @@
+"""The delivery agent: local delivery from a child process, into the same Maildirs and indexes.
+
+The parent's MailStore sends a delivery to the agent whenever another is in flight; each test below
+checks what a client of the parent's store sees, since that is what IMAP, POP3 and the viewer read."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from engine.events import Event, MessageStored
+from engine.interfaces import QuotaExceeded, StoreError
+from engine.store import MailStore
+from engine.store.agent import DeliveryAgent
+
+from .conftest import ALICE, BOB, message
+
+
+@pytest.fixture
+async def agent(store: MailStore, events: list[Event]) -> AsyncIterator[DeliveryAgent]:
+    agent = DeliveryAgent(store.root, "mx.example.test", events.append)
+    await agent.start()
+    store.attach_agent(agent)
+    yield agent
+    store.attach_agent(None)
+    await agent.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_delivery_sent_to_the_agent_is_durable_indexed_and_announced_in_the_parent(
+        store: MailStore, agent: DeliveryAgent, events: list[Event]) -> None:
+    uids = await agent.deliver([ALICE], message("By the agent"))
+    assert set(uids) == {ALICE}
+    mailbox = store.mailbox(ALICE)
+    assert [m.uid for m in mailbox.messages("INBOX")] == [uids[ALICE]]
+    assert b"Subject: By the agent" in mailbox.read("INBOX", uids[ALICE])
+    assert MessageStored(ALICE, "INBOX", uids[ALICE]) in events
+    new = list((store.account_path(ALICE) / "new").iterdir())
+    assert len(new) == 1 and f"P{agent.pid}Q" in new[0].name     # written by the agent process
+
+
+async def test_concurrent_deliveries_split_between_parent_and_agent_get_unique_uids(
+        store: MailStore, agent: DeliveryAgent) -> None:
+    results = await asyncio.gather(*(store.deliver([ALICE, BOB], message(f"m{i}")) for i in range(60)))
+    for account in (ALICE, BOB):
+        uids = [r[account] for r in results]
+        assert len(set(uids)) == 60
+        assert sorted(m.uid for m in store.mailbox(account).messages("INBOX")) == sorted(uids)
+    writers = {p.name.split("P", 1)[1].split("Q", 1)[0] for p in (store.account_path(ALICE) / "new").iterdir()}
+    assert writers == {str(os.getpid()), str(agent.pid)}      # both processes took a share
+
+
+async def test_a_lone_delivery_stays_in_this_process(store: MailStore, agent: DeliveryAgent) -> None:
+    await store.deliver([ALICE], message("Alone"))
+    (only,) = (store.account_path(ALICE) / "new").iterdir()
+    assert f"P{os.getpid()}Q" in only.name
+
+
+async def test_quota_and_store_errors_come_back_as_the_same_exceptions(
+        store: MailStore, agent: DeliveryAgent) -> None:
+    with pytest.raises(QuotaExceeded):
+        await agent.deliver([ALICE], message("Too big", body="x" * 5000 + "\r\n"), quota=100)
+    with pytest.raises(StoreError):
+        await agent.deliver(["not an address"], message("Nobody"))
+    assert store.mailbox(ALICE).messages("INBOX") == []
+
+
+async def test_when_the_agent_dies_waiting_deliveries_fail_and_the_next_starts_a_new_agent(
+        store: MailStore, agent: DeliveryAgent) -> None:
+    first = agent.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(StoreError):
+        await agent.deliver([ALICE], message("Into the void"))
+    uids = await agent.deliver([ALICE], message("After the restart"))
+    assert agent.pid not in (None, first)
+    # Whatever the dead agent had placed is found by the parent's resync; nothing is indexed twice.
+    mailbox = store.mailbox(ALICE)
+    assert uids[ALICE] in [m.uid for m in mailbox.messages("INBOX")]
+    files = list((store.account_path(ALICE) / "new").iterdir()) + list((store.account_path(ALICE) / "cur").iterdir())
+    assert len(mailbox.messages("INBOX")) == len(files)
+
+
+async def test_a_removed_account_is_forgotten_by_the_agent(store: MailStore, agent: DeliveryAgent) -> None:
+    await agent.deliver([BOB], message("Before"))
+    store.remove_account(BOB, delete_files=True)
+    store.create_account(BOB)
+    uids = await agent.deliver([BOB], message("After"))
+    assert [m.uid for m in store.mailbox(BOB).messages("INBOX")] == [uids[BOB]]
+
+
+async def test_closing_lets_the_agent_finish_and_exit(store: MailStore, events: list[Event]) -> None:
+    agent = DeliveryAgent(store.root, "mx.example.test", events.append)
+    await agent.start()
+    pid = agent.pid
+    assert pid is not None and _alive(pid)
+    pending = [asyncio.ensure_future(agent.deliver([ALICE], message(f"late {i}"))) for i in range(5)]
+    await asyncio.sleep(0)
+    await asyncio.gather(*pending)
+    await agent.close()
+    assert not _alive(pid)
+    assert len(store.mailbox(ALICE).messages("INBOX")) == 5
+
+
+def test_the_agent_refuses_to_be_started_by_hand(tmp_path: Path) -> None:
+    from engine.store.agent import agent_main
+
+    assert agent_main([str(tmp_path)]) == 2
