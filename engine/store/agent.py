@@ -31,19 +31,20 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.events import Event
 from engine.interfaces import NoSuchFolder, QuotaExceeded, StoreError
+
+if TYPE_CHECKING:
+    from engine.store.mailstore import DeliveryRequest, MailStore
 
 log = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct("!I")
 MAX_FRAME = 2 * 1024 * 1024 * 1024 - 1
 START_TIMEOUT = 30.0
-# The agent's own store threads: deliveries block in fsync, so several overlap; fewer than the
-# in-process default because nothing else competes for this process's GIL.
-AGENT_WORKERS = 16
+RECEIVE_SIZE = 1024 * 1024
 
 _ERRORS: dict[str, type[StoreError]] = {"quota": QuotaExceeded, "nofolder": NoSuchFolder, "store": StoreError}
 
@@ -273,75 +274,65 @@ AGENT_COMMAND = "__delivery-agent"
 _RUN_AGENT = "import sys; from engine.store.agent import agent_main; sys.exit(agent_main(sys.argv[1:]))"
 
 
-class _AgentProtocol(asyncio.Protocol):
-    """Runs each request as its own task, so deliveries overlap and share the store's group commits."""
+def _serve(root: Path, hostname: str, fd: int) -> None:
+    """The agent's whole life: one thread, blocking reads; every request that has arrived by the time
+    the previous batch is done joins the next batch (MailStore.deliver_batch), so under load a batch
+    carries many deliveries for the price of one flush per account, and no thread waits for a GIL."""
+    from engine.store.mailstore import MailStore
 
-    def __init__(self, root: Path, hostname: str, done: asyncio.Future[None]) -> None:
-        from engine.store.mailstore import MailStore
-
-        self._loop = asyncio.get_running_loop()
-        self._done = done
-        self._frames = _Frames()
-        self._transport: asyncio.Transport | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.store = MailStore(root, notify=self._event, hostname=hostname, max_workers=AGENT_WORKERS)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        self._send(("ready", 0))
-
-    def _send(self, message: tuple[Any, ...]) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(_frame(message))
-
-    def _event(self, event: Event) -> None:
-        """From the store's threads: events go out before the answers of the same flush."""
-        with contextlib.suppress(RuntimeError):      # the loop is closing
-            self._loop.call_soon_threadsafe(self._send, ("event", 0, event))
-
-    def data_received(self, data: bytes) -> None:
-        for message in self._frames.feed(data):
-            if message[0] == "deliver":
-                task = self._loop.create_task(self._deliver(*message[1:]))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            elif message[0] == "forget":
-                self.store.remove_account(message[2])
-
-    async def _deliver(self, request_id: int, addresses: list[str], folder: str, quota: Any,
-                       data: bytes) -> None:
-        try:
-            uids = await self.store.deliver(addresses, data, folder, quota=quota)
-        except Exception as exc:
-            self._send(("error", request_id, *_describe(exc)))
-        else:
-            self._send(("ok", request_id, uids))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._done.done():
-            self._done.set_result(None)
-
-    async def finish(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._loop.run_in_executor(None, self.store.close)
-
-
-async def _serve(root: Path, hostname: str, fd: int) -> None:
-    loop = asyncio.get_running_loop()
     sock = socket.socket(fileno=fd)
-    done: asyncio.Future[None] = loop.create_future()
-    holder: list[_AgentProtocol] = []
+    events: list[Event] = []
+    store = MailStore(root, notify=events.append, hostname=hostname, max_workers=2)
+    frames = _Frames()
+    out = bytearray(_frame(("ready", 0)))
+    try:
+        while True:
+            if out:
+                sock.sendall(out)
+                out.clear()
+            data = sock.recv(RECEIVE_SIZE)
+            if not data:
+                return                      # the parent closed its end (engine stopping) or died
+            messages = frames.feed(data)
+            ended = False
+            while not ended:                # everything else already waiting joins this batch
+                try:
+                    more = sock.recv(RECEIVE_SIZE, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    break
+                ended = not more
+                messages += frames.feed(more)
+            batch: list[tuple[int, DeliveryRequest]] = []
+            for message in messages:
+                if message[0] == "deliver":
+                    _, request_id, addresses, folder, quota, body = message
+                    batch.append((request_id, (addresses, body, folder, quota)))
+                elif message[0] == "forget":
+                    # In order: deliveries sent before the account was removed go to the old mailbox.
+                    _run_batch(store, batch, out, events)
+                    batch = []
+                    store.remove_account(message[2])
+            _run_batch(store, batch, out, events)
+            if ended:
+                with contextlib.suppress(OSError):
+                    sock.sendall(out)
+                return
+    finally:
+        store.close()
+        sock.close()
 
-    def factory() -> _AgentProtocol:
-        protocol = _AgentProtocol(root, hostname, done)
-        holder.append(protocol)
-        return protocol
 
-    transport, _ = await loop.create_connection(factory, sock=sock)
-    await done            # the parent closed its end (engine stopping) or died
-    await holder[0].finish()
-    transport.close()
+def _run_batch(store: MailStore, batch: list[tuple[int, DeliveryRequest]], out: bytearray,
+               events: list[Event]) -> None:
+    outcomes = store.deliver_batch([request for _, request in batch]) if batch else []
+    # Events first: a client told "stored" can count on IDLE sessions having heard of it.
+    while events:
+        out += _frame(("event", 0, events.pop(0)))
+    for (request_id, _), outcome in zip(batch, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            out += _frame(("error", request_id, *_describe(outcome)))
+        else:
+            out += _frame(("ok", request_id, outcome))
 
 
 def agent_main(argv: Sequence[str]) -> int:
@@ -355,7 +346,6 @@ def agent_main(argv: Sequence[str]) -> int:
     # outlives neither its parent nor its work: it exits once the parent closes the socket.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(Path(argv[0]), argv[1], int(argv[2])))
+    _serve(Path(argv[0]), argv[1], int(argv[2]))
     return 0
 

@@ -112,6 +112,16 @@ def wire_size(disk: bytes) -> int:
 
 def write_synced(path: str | Path, data: bytes, mtime: float | None = None) -> None:
     """Creates `path` (never overwrites), writes, fsyncs: the data is on disk when this returns."""
+    fd = write_unsynced(path, data, mtime)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_unsynced(path: str | Path, data: bytes, mtime: float | None = None) -> int:
+    """write_synced() up to its fsync, returning the open descriptor: the caller fsyncs and closes it.
+    Writing a whole batch before the first fsync lets one journal commit carry every file of it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:
         view = memoryview(data)
@@ -125,9 +135,10 @@ def write_synced(path: str | Path, data: bytes, mtime: float | None = None) -> N
                 os.utime(fd, (mtime, mtime))
             else:
                 os.utime(path, (mtime, mtime))
-        os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 def fsync_dir(path: str | Path) -> None:

@@ -26,7 +26,7 @@ from engine.interfaces import DEFAULT_FOLDERS, StoreError
 from engine.store.agent import DeliveryAgent
 from engine.store.groupcommit import Done, Waiter
 from engine.store.mailbox import AccountMailbox, Notify, _Incoming
-from engine.store.maildir import NameMaker, make_maildir, to_disk, wire_size, write_synced
+from engine.store.maildir import NameMaker, make_maildir, to_disk, wire_size, write_synced, write_unsynced
 from engine.store.names import account_parts, folder_dirname
 from engine.store.summary import summarize
 from engine.store.workers import Workers
@@ -34,6 +34,8 @@ from engine.store.workers import Workers
 log = logging.getLogger(__name__)
 
 Quota = int | Mapping[str, int | None] | None
+# Files a delivery batch keeps open between writing and fsyncing them.
+BATCH_FILES = 128
 
 
 class MailStore:
@@ -227,6 +229,64 @@ class MailStore:
         self._store(boxes, given, data, folder, quota, dict(waiters))
         return self._answer({account: w.wait() for account, w in waiters.items()}, given)
 
+    def deliver_batch(self, requests: Sequence[DeliveryRequest]) -> list[dict[str, int] | Exception]:
+        """Several deliveries from one thread, for the delivery agent (engine/store/agent.py), which has
+        no other work and no GIL to share.
+
+        Every file of the batch is written before the first fsync, so one journal commit carries most
+        of them; each is fsynced before it is renamed into new/, as deliver() does; then every account
+        commits its share once (one directory fsync, one durable index transaction).  The outcome of
+        each request is its UIDs, or the exception deliver() would have raised for it."""
+        outcomes: list[dict[str, int] | Exception | None] = [None] * len(requests)
+        answers: list[tuple[Mapping[str, str], dict[str, _Result]]] = [({}, {}) for _ in requests]
+        shares: dict[str, tuple[AccountMailbox, list[tuple[int, _Incoming]]]] = {}
+        for first in range(0, len(requests), BATCH_FILES):
+            written: list[tuple[int, list[tuple[AccountMailbox, _Incoming]], str, int]] = []
+            for n in range(first, min(first + BATCH_FILES, len(requests))):
+                addresses, data, folder, quota = requests[n]
+                try:
+                    boxes, given = self._accounts(addresses)
+                    answers[n] = (given, {})
+                    if not boxes:
+                        continue
+                    items, tmp, disk, when = self._prepare(boxes, given, data, folder, quota)
+                    try:
+                        written.append((n, items, tmp, write_unsynced(tmp, disk, mtime=when)))
+                    except BaseException:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(tmp)
+                        raise
+                except Exception as exc:
+                    outcomes[n] = exc
+            for n, items, tmp, fd in written:
+                try:
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    placed = self._place(items, tmp)
+                except Exception as exc:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+                    outcomes[n] = exc
+                    continue
+                for box, item in placed:
+                    shares.setdefault(box.address, (box, []))[1].append((n, item))
+        for account, (box, share) in shares.items():
+            try:
+                flushed: list[_Result] = list(box._flush([item for _, item in share]))
+            except Exception as exc:   # the files are in new/: the next resync indexes them
+                flushed = [StoreError(f"Could not index the message: {exc}")] * len(share)
+            for (n, _), result in zip(share, flushed, strict=True):
+                answers[n][1][account] = result
+        for n, (spelled, by_account) in enumerate(answers):
+            if outcomes[n] is None:
+                try:
+                    outcomes[n] = self._answer(by_account, spelled)
+                except StoreError as exc:
+                    outcomes[n] = exc
+        return outcomes  # type: ignore[return-value]
+
     @staticmethod
     def _answer(results: Mapping[str, _Result], given: Mapping[str, str]) -> dict[str, int]:
         """UIDs keyed by the addresses as the caller spelled them, or the first account's failure."""
@@ -326,6 +386,14 @@ class MailStore:
                          folder: str, quota: Quota) -> list[tuple[AccountMailbox, _Incoming]]:
         """Quota checks, then the file: written and fsynced in tmp/, then renamed (one account) or
         hard-linked (several) into new/; nothing is left behind when a step fails."""
+        items, tmp, disk, when = self._prepare(boxes, given, data, folder, quota)
+        write_synced(tmp, disk, mtime=when)
+        return self._place(items, tmp)
+
+    def _prepare(self, boxes: Mapping[str, AccountMailbox], given: Mapping[str, str], data: bytes, folder: str,
+                 quota: Quota) -> tuple[list[tuple[AccountMailbox, _Incoming]], str, bytes, float]:
+        """(each account's incoming item, the tmp/ path, the bytes to write, the arrival time), after the
+        quota checks; nothing is written yet."""
         disk = to_disk(data)
         size = wire_size(disk)
         summary = summarize(disk)
@@ -339,8 +407,11 @@ class MailStore:
             else:
                 limit = quota
             items.append((box, box.incoming(folder, base, len(disk), size, summary, when, limit)))
-        tmp = os.path.join(items[0][1].dirpath, "tmp", base)
-        write_synced(tmp, disk, mtime=when)
+        return items, os.path.join(items[0][1].dirpath, "tmp", base), disk, when
+
+    @staticmethod
+    def _place(items: list[tuple[AccountMailbox, _Incoming]], tmp: str) -> list[tuple[AccountMailbox, _Incoming]]:
+        """Moves the synced tmp/ file into new/ (or links it into every account's new/)."""
         if len(items) == 1:
             box, item = items[0]
             try:
@@ -367,6 +438,8 @@ class MailStore:
 
 _T = TypeVar("_T")
 _Result = tuple[int, int] | StoreError
+# (addresses, message, folder, quota) as deliver() takes them.
+DeliveryRequest = tuple[Sequence[str], bytes, str, Quota]
 _Accounts = tuple[dict[str, AccountMailbox], dict[str, str]]
 
 
