@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import errno as errno_codes
 import logging
+import os
 import pickle
 import signal
 import socket
@@ -138,12 +139,15 @@ class DeliveryAgent:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             argv = [str(self.root), self.hostname, str(child_end.fileno())]
+            env = dict(os.environ)
             if getattr(sys, "frozen", False):
                 command = [sys.executable, AGENT_COMMAND, *argv]
             else:
                 command = [sys.executable, "-c", _RUN_AGENT, *argv]
+                # The child imports the very engine this process runs, wherever that came from.
+                env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
             process = await loop.run_in_executor(None, lambda: subprocess.Popen(
-                command, pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL, close_fds=True))
+                command, pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL, close_fds=True, env=env))
         except BaseException:
             parent_end.close()
             raise
