@@ -5,8 +5,8 @@ Postfix's `smtp-source` (one connection per message: HELO, MAIL, RCPT, DATA, QUI
 message is in the server's Maildir (new/ or cur/).  Three servers, each in its own process(es) on loopback:
 
 - postroom:  engine.smtp SMTPListener (role "smtp") with the real Directory, MailStore and DeliveryLog,
-             and the delivery agent process the engine starts by default ([delivery] local_process;
-             it takes the deliveries that find another one in flight), so every message is parsed, checked, given a Received: line, fsynced (file and directory),
+             and the delivery agent process the engine starts by default ([delivery] local_process:
+             the SMTP sessions' deliveries are written and indexed there), so every message is parsed, checked, given a Received: line, fsynced (file and directory),
              indexed (durable SQLite commit) and logged before its 250.
 - postfix:   a throwaway Postfix instance (`postfix -c DIR start`, its own main.cf/master.cf, queue and
              data directories in a temp dir, no chroot, smtpd on a free loopback port) delivering through

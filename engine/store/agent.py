@@ -7,8 +7,8 @@ not the disk, sets the pace.  In a process of its own the same MailStore code ru
 the other core.  Both processes open the same Maildirs and index.sqlite files, which are built for that
 (file names carry the pid, SQLite serialises writers, a delivery finds rows a rescan added meanwhile).
 
-The parent keeps its own MailStore for everything else (IMAP, POP3, the viewer, DSNs); `MailStore.deliver`
-sends deliveries here when an agent is attached on the calling loop, and the agent's MessageStored events
+The parent keeps its own MailStore for everything else (IMAP, POP3, the viewer, DSNs, deliver_sync);
+`MailStore.deliver` sends deliveries here when an agent is attached on the calling loop, and the agent's MessageStored events
 come back over the same socket so IDLE sessions and the GUI hear of new mail as before.
 
 Wire format over a socketpair: frames of a 4-byte big-endian length and a pickle (both ends are this
@@ -115,11 +115,6 @@ class DeliveryAgent:
         self._next_id = 0
         self._starting: asyncio.Task[None] | None = None
         self._closed = False
-
-    @property
-    def in_flight(self) -> int:
-        """Deliveries sent and not answered yet."""
-        return len(self._pending)
 
     @property
     def pid(self) -> int | None:

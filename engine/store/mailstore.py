@@ -64,7 +64,6 @@ class MailStore:
         self._notifiers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopNotifier] = (
             weakref.WeakKeyDictionary())
         self._agent: DeliveryAgent | None = None
-        self._here_in_flight = 0     # deliveries on the agent's loop that run in this process
         self._closed = False
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -175,18 +174,11 @@ class MailStore:
         so a dropped SMTP connection never leaves a half-indexed message."""
         loop = asyncio.get_running_loop()
         agent = self._agent
-        if agent is None or agent.loop is not loop:
-            return await self._deliver_here(loop, addresses, data, folder, quota)
-        # With an agent, a lone delivery runs here (quickest: no hop between processes), and whenever
-        # another is in flight the agent takes it: under load its threads do the disk work without
-        # waiting for this process's GIL behind the SMTP sessions.
-        if self._here_in_flight or agent.in_flight:
+        if agent is not None and agent.loop is loop:
+            # The agent's threads do the disk work without waiting for this process's GIL behind the
+            # SMTP sessions (measured: every delivery there beats keeping lone ones here).
             return await agent.deliver(addresses, data, folder, quota)
-        self._here_in_flight += 1
-        try:
-            return await self._deliver_here(loop, addresses, data, folder, quota)
-        finally:
-            self._here_in_flight -= 1
+        return await self._deliver_here(loop, addresses, data, folder, quota)
 
     async def _deliver_here(self, loop: asyncio.AbstractEventLoop, addresses: Sequence[str], data: bytes,
                             folder: str, quota: Quota) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """The delivery agent: local delivery from a child process, into the same Maildirs and indexes.
 
-The parent's MailStore sends a delivery to the agent whenever another is in flight; each test below
+The parent's MailStore sends every deliver() on the agent's loop there; each test below
 checks what a client of the parent's store sees, since that is what IMAP, POP3 and the viewer read."""
 
 from __future__ import annotations
@@ -51,21 +51,28 @@ async def test_a_delivery_sent_to_the_agent_is_durable_indexed_and_announced_in_
     assert len(new) == 1 and f"P{agent.pid}Q" in new[0].name     # written by the agent process
 
 
-async def test_concurrent_deliveries_split_between_parent_and_agent_get_unique_uids(
-        store: MailStore, agent: DeliveryAgent) -> None:
+async def test_concurrent_deliveries_through_the_agent_get_unique_uids(store: MailStore, agent: DeliveryAgent) -> None:
     results = await asyncio.gather(*(store.deliver([ALICE, BOB], message(f"m{i}")) for i in range(60)))
     for account in (ALICE, BOB):
         uids = [r[account] for r in results]
         assert len(set(uids)) == 60
         assert sorted(m.uid for m in store.mailbox(account).messages("INBOX")) == sorted(uids)
     writers = {p.name.split("P", 1)[1].split("Q", 1)[0] for p in (store.account_path(ALICE) / "new").iterdir()}
-    assert writers == {str(os.getpid()), str(agent.pid)}      # both processes took a share
+    assert writers == {str(agent.pid)}       # deliver() on the agent's loop always goes there
 
 
-async def test_a_lone_delivery_stays_in_this_process(store: MailStore, agent: DeliveryAgent) -> None:
-    await store.deliver([ALICE], message("Alone"))
-    (only,) = (store.account_path(ALICE) / "new").iterdir()
-    assert f"P{os.getpid()}Q" in only.name
+async def test_the_agent_and_this_process_deliver_into_one_index_at_once(store: MailStore,
+                                                                          agent: DeliveryAgent) -> None:
+    """deliver_sync (DSNs, the queue's local copies) stays in this process while the agent commits into the
+    same index.sqlite: SQLite serialises the two writers and no UID is handed out twice."""
+    there = [store.deliver([ALICE], message(f"agent {i}")) for i in range(30)]
+    here = [asyncio.to_thread(store.deliver_sync, [ALICE], message(f"here {i}")) for i in range(30)]
+    results = await asyncio.gather(*there, *here)
+    uids = [r[ALICE] for r in results]
+    assert len(set(uids)) == 60
+    assert sorted(m.uid for m in store.mailbox(ALICE).messages("INBOX")) == sorted(uids)
+    writers = {p.name.split("P", 1)[1].split("Q", 1)[0] for p in (store.account_path(ALICE) / "new").iterdir()}
+    assert writers == {str(os.getpid()), str(agent.pid)}
 
 
 async def test_quota_and_store_errors_come_back_as_the_same_exceptions(
