@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct("!I")
-MAX_FRAME = 2 * 1024 * 1024 * 1024 - 1
 START_TIMEOUT = 30.0
 RECEIVE_SIZE = 1024 * 1024
 

@@ -125,3 +125,10 @@ def test_the_agent_refuses_to_be_started_by_hand(tmp_path: Path) -> None:
     from engine.store.agent import agent_main
 
     assert agent_main([str(tmp_path)]) == 2
+
+
+async def test_a_message_far_larger_than_one_read_arrives_intact(store: MailStore, agent: DeliveryAgent) -> None:
+    body = "".join(f"line {i:07d} of a large message\r\n" for i in range(300_000))     # about 10 MB
+    data = message("Large", body=body)
+    uids = await agent.deliver([ALICE], data)
+    assert store.mailbox(ALICE).read("INBOX", uids[ALICE]) == data
