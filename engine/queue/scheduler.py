@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from engine.config import Config, format_duration
 from engine.dsn import RecipientStatus, compose_dsn
 from engine.events import EventBus, QueueChanged
+from engine.loopcall import call_on_loop
 from engine.queue.admin import QueueAdmin
 from engine.queue.db import MessageRow, RecipientRow
 from engine.queue.delivery import Deliverer, Job, Outcome
@@ -111,17 +112,7 @@ class Scheduler:
 
     def wake(self) -> None:
         """Look at the queue again now (safe to call from any thread)."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._wakeup.set()
-        else:
-            loop.call_soon_threadsafe(self._wakeup.set)
+        call_on_loop(self._loop, self._wakeup.set)
 
     # --- main loop -----------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.events import Event
 from engine.interfaces import NoSuchFolder, QuotaExceeded, StoreError
+from engine.loopcall import call_on_loop
 
 if TYPE_CHECKING:
     from engine.store.mailstore import DeliveryRequest, MailStore
@@ -180,19 +181,11 @@ class DeliveryAgent:
     def forget(self, address: str) -> None:
         """The account was removed: the agent drops its open mailbox (a later one starts afresh).
         Callable from any thread (the CLI bridge removes accounts off the loop)."""
-        loop = self.loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            if self._transport is not None and not self._transport.is_closing():
-                self._transport.write(_frame(("forget", 0, address)))
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.forget, address)
+        call_on_loop(self.loop, self._send_forget, address)
+
+    def _send_forget(self, address: str) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(_frame(("forget", 0, address)))
 
     def _received(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
