@@ -120,6 +120,21 @@ def message_id_of(data: bytes) -> str:
     return b" ".join(m.group(1).split()).decode("ascii", "replace")[:998]
 
 
+_DATE = re.compile(rb"^date[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
+def missing_origin_fields(data: bytes, *, message_id: str, hostname: str, now: float | None = None) -> bytes:
+    """The Date and Message-ID header lines a submitted message lacks (RFC 6409 §8.2 and §8.3: the MSA may
+    add Date and should add Message-ID), to go in front of it; b"" when it has both."""
+    head = header_section(data)
+    added = b""
+    if _DATE.search(head) is None:
+        added += b"Date: " + email.utils.formatdate(now, localtime=True).encode("ascii") + b"\r\n"
+    if _MESSAGE_ID.search(head) is None:
+        added += f"Message-ID: <{message_id}@{hostname}>\r\n".encode("ascii", "replace")
+    return added
+
+
 def _safe(text: str) -> str:
     """Client-supplied words (the HELO name) made safe inside a header: no spaces, controls or comments."""
     cleaned = _UNSAFE_IN_HEADER.sub("?", text)

@@ -41,6 +41,7 @@ from engine.smtp.message import (
     check_text,
     count_received,
     message_id_of,
+    missing_origin_fields,
     received_header,
     unstuff,
 )
@@ -703,7 +704,10 @@ class SMTPSession(SMTP):
                                 sender=txn.sender_text,
                                 recipient=list(txn.recipients), size=len(data))
             return
-        message = await self._trace(txn) + data
+        origin = b""
+        if self.account is not None:      # a message submitted by one of our users (RFC 6409 §8)
+            origin = missing_origin_fields(data, message_id=txn.message_id, hostname=self.hostname)
+        message = await self._trace(txn) + origin + data
         outcome, folder, extra = await self._run_filters(txn, message)
         if isinstance(outcome, Reply):
             await self._refused(outcome, message_id=message_id_of(data), smtp_id=txn.message_id,
@@ -738,7 +742,7 @@ class SMTPSession(SMTP):
             log.exception("%s: delivery of %s failed", self.client_ip, txn.message_id)
             await self._delivery_failed(txn, codes.LOCAL_ERROR, f"{type(exc).__name__}: {exc}", message)
             return
-        message_id = message_id_of(data)
+        message_id = message_id_of(message)
         self._record("received", message_id=message_id, smtp_id=txn.message_id, sender=txn.sender_text,
                      recipient=list(txn.recipients), size=len(message), queue_id=queue_id,
                      tls=self._tls_version() or "none", helo=self.session_helo,

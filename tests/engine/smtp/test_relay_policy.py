@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.utils
 import errno
+import re
 import smtplib
 import time
 
@@ -11,6 +15,7 @@ import pytest
 from engine.auth import AuthFailureLimiter, Directory
 from tests.engine.smtp.conftest import (
     FAST_HASH,
+    HOSTNAME,
     MESSAGE,
     RecordingOutbound,
     Server,
@@ -233,3 +238,47 @@ def test_directory_changes_apply_to_the_next_rcpt(mx: Server) -> None:
         cli.remove_alias("sales@example.test")
     assert rcpt(mx, "<carol@other.test>", "<sales@example.test>")[0].startswith("250 2.1.5")
     assert rcpt(mx, "<sales@example.test>")[0].startswith("550 5.1.1")
+
+
+# --- RFC 6409 §8: what the submission service adds ---------------------------------------------------
+
+BARE = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: no date, no id\r\n\r\nHi Bob.\r\n"
+
+
+def _headers(raw: bytes) -> email.message.Message:
+    return email.message_from_bytes(raw)
+
+
+def test_submission_adds_a_missing_date_and_message_id(submission: Server) -> None:
+    with submission.smtp() as smtp:
+        smtp.starttls(context=client_tls())
+        smtp.login("alice@example.test", "alice-pw")
+        assert smtp.sendmail("alice@example.test", ["bob@example.test"], BARE) == {}
+    [stored] = submission.messages("bob@example.test")
+    headers = _headers(stored)
+    assert len(headers.get_all("Message-ID", [])) == 1
+    assert re.fullmatch(rf"<[0-9A-F]+@{re.escape(HOSTNAME)}>", headers["Message-ID"])
+    sent = email.utils.parsedate_to_datetime(headers["Date"])
+    assert abs(sent.timestamp() - time.time()) < 300
+    assert stored.endswith(BARE.replace(b"\r\n", b"\n"))        # the Maildir keeps LF line ends
+    assert submission.log_events("received")[-1].message_id == headers["Message-ID"]
+
+
+def test_submission_keeps_a_date_and_message_id_the_client_set(submission: Server) -> None:
+    own = b"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <mine@example.test>\r\n" + BARE
+    with submission.smtp() as smtp:
+        smtp.starttls(context=client_tls())
+        smtp.login("alice@example.test", "alice-pw")
+        assert smtp.sendmail("alice@example.test", ["bob@example.test"], own) == {}
+    [stored] = submission.messages("bob@example.test")
+    headers = _headers(stored)
+    assert headers.get_all("Message-ID") == ["<mine@example.test>"]
+    assert headers.get_all("Date") == ["Mon, 1 Jan 2024 10:00:00 +0000"]
+
+
+def test_the_mx_does_not_add_them_to_mail_from_elsewhere(mx: Server) -> None:
+    with mx.smtp() as smtp:
+        assert smtp.sendmail("carol@remote.test", ["bob@example.test"], BARE) == {}
+    [stored] = mx.messages("bob@example.test")
+    headers = _headers(stored)
+    assert headers["Message-ID"] is None and headers["Date"] is None
