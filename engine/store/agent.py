@@ -7,7 +7,7 @@ not the disk, sets the pace.  In a process of its own the same MailStore code ru
 the other core.  Both processes open the same Maildirs and index.sqlite files, which are built for that
 (file names carry the pid, SQLite serialises writers, a delivery finds rows a rescan added meanwhile).
 
-The parent keeps its own MailStore for everything else (IMAP, POP3, the viewer, DSNs, deliver_sync);
+The parent keeps its own MailStore for everything else (IMAP, POP3, APPEND, the viewer, deliver_sync);
 `MailStore.deliver` sends deliveries here when an agent is attached on the calling loop, and the agent's MessageStored events
 come back over the same socket so IDLE sessions and the GUI hear of new mail as before.
 
