@@ -44,11 +44,6 @@ pytestmark = [
                        reason="installs a .deb: needs root on Debian/Ubuntu"),
 ]
 
-needs_servers = pytest.mark.skipif(
-    not (ROOT / "engine/smtp/server.py").exists() or not (ROOT / "engine/imap/server.py").exists(),
-    reason="the SMTP and IMAP servers are not in this tree yet",
-)
-
 
 def version() -> str:
     with open(ROOT / "pyproject.toml", "rb") as f:
@@ -284,7 +279,6 @@ def test_systemd_unit_runs_headless_as_the_service_user_with_only_the_bind_capab
         assert result.returncode == 0, result.stderr
 
 
-@needs_servers
 def test_headless_server_as_the_service_user_receives_over_smtp_and_serves_over_imap(package: Path) -> None:
     as_service = ["runuser", "-u", PACKAGE, "--", "postroom"]
     run(*as_service, "domain", "add", "example.test", env=CLEAN_ENV, cwd="/")
@@ -320,7 +314,6 @@ def test_headless_server_as_the_service_user_receives_over_smtp_and_serves_over_
     assert stored and all(pwd.getpwuid(p.stat().st_uid).pw_name == PACKAGE for p in stored)
 
 
-@needs_servers
 def test_port_below_1024_binds_as_the_service_user_only_with_the_units_capability(package: Path) -> None:
     port = free_port(ports=range(900, 1000))
     env = {**CLEAN_ENV, "POSTROOM_HOME": str(DATA), "HOME": str(DATA)}
