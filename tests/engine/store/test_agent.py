@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.events import Event, MessageStored
 from engine.interfaces import QuotaExceeded, StoreError
 from engine.store import MailStore
-from engine.store.agent import DeliveryAgent
+from engine.store.agent import DeliveryAgent, _frame, _Frames
 
 from .conftest import ALICE, BOB, message
 
@@ -124,3 +126,15 @@ async def test_a_message_far_larger_than_one_read_arrives_intact(store: MailStor
     data = message("Large", body=body)
     uids = await agent.deliver([ALICE], data)
     assert store.mailbox(ALICE).read("INBOX", uids[ALICE]) == data
+
+
+@given(st.lists(st.binary(max_size=300), max_size=8), st.lists(st.integers(min_value=1, max_value=700), min_size=1))
+def test_frames_come_out_whole_however_the_stream_is_cut(payloads: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(_frame(("deliver", n, payload)) for n, payload in enumerate(payloads))
+    frames, seen, pos, i = _Frames(), [], 0, 0
+    while pos < len(stream):
+        piece = stream[pos:pos + cuts[i % len(cuts)]]
+        seen += frames.feed(piece)
+        pos += len(piece)
+        i += 1
+    assert seen == [("deliver", n, payload) for n, payload in enumerate(payloads)]
