@@ -19,10 +19,20 @@ from typing import Any
 
 import dns.exception
 import dns.resolver
+import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from dnslib import RCODE, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
+
+
+def needs_program(program: str, package: str, path: str | None = None) -> pytest.MarkDecorator:
+    """Skips a test whose third-party client is not on this machine.  `make test` installs every one of
+    them (Makefile TEST_PEERS), so a skip only happens when the suite is run some other way."""
+    return pytest.mark.skipif(
+        (path or shutil.which(program)) is None,
+        reason=f"needs {program} from the Debian package {package}; `make test` installs it")
+
 
 # --- DNS ---------------------------------------------------------------------------------------------------
 

@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ACCOUNTS, Server, copy_data_dir, serving
+from tests.e2e.peers import needs_program
 
-pytestmark = pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is installed by `make test`")
+pytestmark = needs_program("swaks", "swaks")
 
 # One account per client that changes the mailbox, so no test depends on another's order.
 ALICE, BOB, CAROL, DAVE = ACCOUNTS
@@ -81,7 +82,7 @@ def run(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str
 
 # --- curl ------------------------------------------------------------------------------------------------
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is installed by `make test`")
+@needs_program("curl", "curl")
 def test_curl_lists_and_fetches_over_imaps(mailhost: Mailhost) -> None:
     base = f"imaps://127.0.0.1:{mailhost.port('imaps')}/INBOX"
     login = ["-k", "-s", "-S", "--max-time", "20", "-u", f"{ALICE}:{ACCOUNTS[ALICE]}"]
@@ -93,7 +94,7 @@ def test_curl_lists_and_fetches_over_imaps(mailhost: Mailhost) -> None:
     assert "Body number 1." in message
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is installed by `make test`")
+@needs_program("curl", "curl")
 def test_curl_lists_and_retrieves_over_pop3s(mailhost: Mailhost) -> None:
     base = f"pop3s://127.0.0.1:{mailhost.port('pop3s')}/"
     login = ["-k", "-s", "-S", "--max-time", "20", "-u", f"{ALICE}:{ACCOUNTS[ALICE]}"]
@@ -174,7 +175,7 @@ def server_view(mailhost: Mailhost, address: str) -> dict[str, set[str]]:
         imap.logout()
 
 
-@pytest.mark.skipif(shutil.which("mbsync") is None, reason="isync is installed by `make test`")
+@needs_program("mbsync", "isync")
 def test_mbsync_syncs_both_ways(mailhost: Mailhost, tmp_path: Path) -> None:
     local = tmp_path / "Mail"
     local.mkdir()
@@ -234,7 +235,7 @@ Sync All
     assert server_view(mailhost, BOB) == view
 
 
-@pytest.mark.skipif(shutil.which("fetchmail") is None, reason="fetchmail is installed by `make test`")
+@needs_program("fetchmail", "fetchmail")
 def test_fetchmail_downloads_over_pop3_with_stls_into_an_mda(mailhost: Mailhost, tmp_path: Path) -> None:
     inbox = tmp_path / "fetched"
     inbox.mkdir()
@@ -262,7 +263,7 @@ poll 127.0.0.1 port {mailhost.port('pop3')} protocol pop3 timeout 20
     assert maildir_count(mailhost.server.data_dir, CAROL) == 0
 
 
-@pytest.mark.skipif(shutil.which("getmail") is None, reason="getmail6 is installed by `make test`")
+@needs_program("getmail", "getmail6")
 def test_getmail_downloads_over_pop3s_into_a_maildir(mailhost: Mailhost, tmp_path: Path) -> None:
     # getmail refuses to deliver as root, so it writes as `nobody` into a directory nobody may enter.
     nobody = pwd.getpwnam("nobody")

@@ -11,7 +11,6 @@ import email.message
 import email.policy
 import io
 import json
-import shutil
 import smtplib
 import ssl
 import subprocess
@@ -24,10 +23,18 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Server, copy_data_dir, postroom, serving
-from tests.e2e.peers import DNSMASQ, GREYLIST_ONCE, REFUSE, STALL_ONCE, Dnsmasq, ServfailServer, SinkMX
+from tests.e2e.peers import (
+    DNSMASQ,
+    GREYLIST_ONCE,
+    REFUSE,
+    STALL_ONCE,
+    Dnsmasq,
+    ServfailServer,
+    SinkMX,
+    needs_program,
+)
 
-pytestmark = pytest.mark.skipif(shutil.which("swaks") is None or DNSMASQ is None,
-                                reason="swaks and dnsmasq are installed by `make test` (Debian packages)")
+pytestmark = [needs_program("swaks", "swaks"), needs_program("dnsmasq", "dnsmasq-base", DNSMASQ)]
 
 ALICE = "alice@example.test"
 ALICE_PW = "alice-pw"

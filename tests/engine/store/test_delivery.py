@@ -32,6 +32,12 @@ async def test_delivered_message_is_in_new_with_its_received_header_when_deliver
     assert list((store.account_path(ALICE) / "tmp").iterdir()) == []
 
 
+# The fsync trace below names each synced descriptor by reading its /proc/self/fd link; other systems have
+# no such directory, and the order it checks is the same code on every platform.
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="traces fsyncs through /proc/self/fd, which only Linux provides")
+
+
 @pytest.fixture
 def fs_trace(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """Records fsync (by path), rename and link calls, in order, from every thread."""
@@ -56,7 +62,7 @@ def fs_trace(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     return trace
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+@linux_only
 async def test_delivery_fsyncs_file_before_it_appears_and_directory_before_returning(
     store: MailStore, fs_trace: list[tuple[str, str]]
 ) -> None:
@@ -71,7 +77,7 @@ async def test_delivery_fsyncs_file_before_it_appears_and_directory_before_retur
     assert [m.uid for m in store.mailbox(ALICE).messages("INBOX")] == [1]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+@linux_only
 async def test_every_copy_is_synced_in_place_before_deliver_returns(
     store: MailStore, fs_trace: list[tuple[str, str]]
 ) -> None:
