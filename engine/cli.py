@@ -185,7 +185,7 @@ EXTERNAL_COMMANDS: dict[str, str] = {
     "dkim": "engine.mailauth.cli",
     "licences": "desktop.install",
 }
-EXTERNAL_MODULES = ("engine.queue.cli", "engine.log.cli", "engine.mailauth.cli", "desktop.install")
+EXTERNAL_MODULES = tuple(dict.fromkeys(EXTERNAL_COMMANDS.values()))     # each once, in table order
 _GLOBAL_WITH_VALUE = ("--data-dir",)
 
 

@@ -172,7 +172,8 @@ class DeliveryAgent:
                       quota: object = None) -> dict[str, int]:
         if self._closed:
             raise StoreError("The mail store is closed")
-        await self.start()
+        if self._transport is None:      # not started yet, or the last agent died
+            await self.start()
         assert self.loop is not None and self._transport is not None
         self._next_id += 1
         request_id = self._next_id

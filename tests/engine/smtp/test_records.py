@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +14,23 @@ from engine.log import DeliveryLog
 from engine.smtp.records import RecordWriter
 
 
+@contextmanager
+def log_with_writer(path: Path, bus: EventBus | None = None) -> Iterator[tuple[DeliveryLog, RecordWriter]]:
+    """A delivery log in `path` and a writer feeding it; the writer is closed (and so drained) first."""
+    log = DeliveryLog(path / "state.sqlite", bus)
+    writer = RecordWriter(log)
+    try:
+        yield log, writer
+    finally:
+        writer.close()
+        log.close()
+
+
 def test_entries_reach_the_log_in_order_and_are_published(tmp_path: Path) -> None:
     bus = EventBus()
     published: list[Event] = []
     bus.subscribe(published.append)
-    log = DeliveryLog(tmp_path / "state.sqlite", bus)
-    writer = RecordWriter(log)
-    try:
+    with log_with_writer(tmp_path, bus) as (log, writer):
         for i in range(300):
             writer.record("received", message_id=f"m{i}", sender="a@remote.test", recipient=["b@example.test"])
             writer.record("delivered", message_id=f"m{i}", recipient=["b@example.test", "c@example.test"],
@@ -29,15 +41,10 @@ def test_entries_reach_the_log_in_order_and_are_published(tmp_path: Path) -> Non
             ("received", "m0"), ("delivered", "m0"), ("delivered", "m0"), ("received", "m1")]
         assert len(rows) == 900
         assert [e.entry.id for e in published if isinstance(e, DeliveryLogged)] == [r.id for r in rows]
-    finally:
-        writer.close()
-        log.close()
 
 
 def test_a_batch_the_database_refuses_is_written_entry_by_entry(tmp_path: Path) -> None:
-    log = DeliveryLog(tmp_path / "state.sqlite")
-    writer = RecordWriter(log)
-    try:
+    with log_with_writer(tmp_path) as (log, writer):
         # An entry that cannot be turned into a row fails the batch; the entries are then recorded one
         # at a time, so the good ones around it survive.
         writer.record("received", message_id="good-1")
@@ -45,9 +52,6 @@ def test_a_batch_the_database_refuses_is_written_entry_by_entry(tmp_path: Path) 
         writer.record("received", message_id="good-2")
         assert writer.flush()
         assert [r.message_id for r in log.query(limit=None, oldest_first=True)] == ["good-1", "good-2"]
-    finally:
-        writer.close()
-        log.close()
 
 
 class _Unprintable:
@@ -82,14 +86,9 @@ def test_a_recorder_without_the_transaction_seam_gets_one_call_per_entry() -> No
 
 
 def test_entries_reach_the_log_by_themselves_without_a_flush(tmp_path: Path) -> None:
-    log = DeliveryLog(tmp_path / "state.sqlite")
-    writer = RecordWriter(log)
-    try:
+    with log_with_writer(tmp_path) as (log, writer):
         writer.record("received", message_id="unflushed")
         deadline = time.monotonic() + 5.0
         while log.count() == 0 and time.monotonic() < deadline:
             time.sleep(0.01)        # polling with a deadline: the writer works on its own schedule
         assert [r.message_id for r in log.query()] == ["unflushed"]
-    finally:
-        writer.close()
-        log.close()

@@ -249,12 +249,18 @@ def _headers(raw: bytes) -> email.message.Message:
     return email.message_from_bytes(raw)
 
 
-def test_submission_adds_a_missing_date_and_message_id(submission: Server) -> None:
+def _submitted_to_bob(submission: Server, data: bytes) -> bytes:
+    """Alice submits `data` to Bob over STARTTLS with AUTH; the file as stored in Bob's INBOX."""
     with submission.smtp() as smtp:
         smtp.starttls(context=client_tls())
         smtp.login("alice@example.test", "alice-pw")
-        assert smtp.sendmail("alice@example.test", ["bob@example.test"], BARE) == {}
+        assert smtp.sendmail("alice@example.test", ["bob@example.test"], data) == {}
     [stored] = submission.messages("bob@example.test")
+    return stored
+
+
+def test_submission_adds_a_missing_date_and_message_id(submission: Server) -> None:
+    stored = _submitted_to_bob(submission, BARE)
     headers = _headers(stored)
     assert len(headers.get_all("Message-ID", [])) == 1
     assert re.fullmatch(rf"<[0-9A-F]+@{re.escape(HOSTNAME)}>", headers["Message-ID"])
@@ -266,12 +272,7 @@ def test_submission_adds_a_missing_date_and_message_id(submission: Server) -> No
 
 def test_submission_keeps_a_date_and_message_id_the_client_set(submission: Server) -> None:
     own = b"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <mine@example.test>\r\n" + BARE
-    with submission.smtp() as smtp:
-        smtp.starttls(context=client_tls())
-        smtp.login("alice@example.test", "alice-pw")
-        assert smtp.sendmail("alice@example.test", ["bob@example.test"], own) == {}
-    [stored] = submission.messages("bob@example.test")
-    headers = _headers(stored)
+    headers = _headers(_submitted_to_bob(submission, own))
     assert headers.get_all("Message-ID") == ["<mine@example.test>"]
     assert headers.get_all("Date") == ["Mon, 1 Jan 2024 10:00:00 +0000"]
 
