@@ -19,6 +19,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 
 from desktop.bridge import EngineBridge
+from desktop.collector import GuiThreadCollector
 from desktop.main_window import MainWindow
 from desktop.resources import app_icon, stylesheet
 from desktop.single_instance import SingleInstance, notify_running
@@ -240,6 +241,7 @@ def main(data_dir: Path) -> int:
     if not instance.listen():
         log.warning("could not claim the single-instance socket %s", instance.name)
 
+    collector = GuiThreadCollector(app)      # before the engine thread exists (see desktop/collector.py)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     controller = PostroomApp(data_dir)
@@ -256,4 +258,5 @@ def main(data_dir: Path) -> int:
         instance.close()
         if not controller._closing:
             controller.shutdown()
+        collector.stop()
     return 0

@@ -141,10 +141,6 @@ class DeliveryAgent:
                 command = [sys.executable, "-c", _RUN_AGENT, *argv]
                 # The child imports the very engine this process runs, wherever that came from.
                 env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-            # fork, not vfork: inside the desktop app a vfork child sharing the Qt process's memory made
-            # PySide6 crash in a queued slot (3 fresh test runs of 3; none with fork or without the agent).
-            if hasattr(subprocess, "_USE_VFORK"):
-                subprocess._USE_VFORK = False  # type: ignore[misc]
             process = await loop.run_in_executor(None, lambda: subprocess.Popen(
                 command, pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL, close_fds=True, env=env))
         except BaseException:

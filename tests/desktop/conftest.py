@@ -20,12 +20,21 @@ from typing import Any
 import pytest
 
 from desktop.bridge import EngineBridge
+from desktop.collector import GuiThreadCollector
 from engine.config import ListenAddress
 from engine.runtime import Engine, EngineThread
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from desktop_support import HOSTNAME, PASSWORD, ZONE, Zone, ZoneServer, closed_port, on_engine
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collect_on_gui_thread(qapp: Any) -> Iterator[None]:
+    """As the app does (desktop/collector.py): cycles holding widgets are freed on the GUI thread only."""
+    collector = GuiThreadCollector(qapp)
+    yield
+    collector.stop()
 
 
 @pytest.fixture
