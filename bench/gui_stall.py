@@ -5,7 +5,8 @@ Run: QT_QPA_PLATFORM=offscreen .venv/bin/python bench/gui_stall.py [--runs 5] [-
 Targets (the desktop issue): stall < 100 ms.  A 5 ms QTimer measures how late the GUI loop gets to it.
 The machine is shared: --runs N runs the measurement N times, each in a fresh process, and prints every
 run with the load average before it, then the median.  The start-up mirrors desktop.app.main, including
-its freeze_startup_objects() once the window is up.
+its GuiThreadCollector (cyclic GC on the GUI thread only) and its freeze_startup_objects() once the
+window is up.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import QApplication
 
 from desktop.app import freeze_startup_objects
 from desktop.bridge import EngineBridge, invoke
+from desktop.collector import GuiThreadCollector
 from desktop.main_window import MainWindow
 from engine.config import ListenAddress
 from engine.runtime import Engine, EngineThread
@@ -121,9 +123,10 @@ def insert_rows(state_db: Path, rows: int) -> None:
 def measure(args: argparse.Namespace) -> dict[str, float]:
     """One run in this process (a QApplication can be made only once per process)."""
     app = QApplication([])
+    collector = GuiThreadCollector(app)        # as desktop.app.main: collections happen on this thread
     data = Path(tempfile.mkdtemp(prefix="postroom-bench-"))
     (data / "postroom.toml").write_text('hostname = "mx.bench.test"\n')
-    engine = Engine(data, listen={"smtp": ListenAddress("127.0.0.1", 0)})
+    engine = Engine(data, listen={"smtp": ListenAddress("127.0.0.1", 0)}, delivery_agent=False)   # as the app
     thread = EngineThread(engine)
     thread.start()
     thread.submit(engine.start()).result(60)
@@ -178,6 +181,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         print("SMTP errors:", "; ".join(errors[:3]), file=sys.stderr)
     bridge.close()
     thread.shutdown()
+    collector.stop()
     window.allow_close()
     window.close()
     shutil.rmtree(data, ignore_errors=True)

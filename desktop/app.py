@@ -80,7 +80,8 @@ class PostroomApp(QObject):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.run_wizard = run_wizard
-        self.engine = Engine(self.data_dir, listen=listen)
+        # No delivery agent unless the settings ask for one: the window stays responsive under a burst.
+        self.engine = Engine(self.data_dir, listen=listen, delivery_agent=False)
         self.thread = EngineThread(self.engine)
         self.thread.start()
         self.bridge = EngineBridge(self.thread, self)

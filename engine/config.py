@@ -139,7 +139,9 @@ class DeliverySettings:
     require_verified_tls: bool = False
     connect_timeout: float = 30.0
     helo_name: str = ""                 # defaults to hostname
-    local_process: bool = True          # local delivery also runs in a helper process (engine/store/agent)
+    # Local delivery also runs in a helper process (engine/store/agent).  None (not set): the engine's
+    # default, on for `postroom serve` and off in the desktop app (see Engine's `delivery_agent`).
+    local_process: bool | None = None
 
 
 @dataclass(frozen=True)

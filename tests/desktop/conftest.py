@@ -82,7 +82,7 @@ LOOPBACK = {"smtp": ListenAddress("127.0.0.1", 0), "submission": ListenAddress("
 
 @pytest.fixture
 def engine_thread(data_dir: Path) -> Iterator[EngineThread]:
-    thread = EngineThread(Engine(data_dir, listen=dict(LOOPBACK)))
+    thread = EngineThread(Engine(data_dir, listen=dict(LOOPBACK), delivery_agent=False))     # as the app
     thread.start()
     yield thread
     thread.shutdown()

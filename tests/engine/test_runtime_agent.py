@@ -56,3 +56,25 @@ async def test_mail_over_smtp_lands_with_or_without_the_agent_and_the_agent_ends
         engine.close()
     if process is not None:
         assert process.returncode is not None, "the delivery agent outlived the engine"
+
+
+@pytest.mark.parametrize(("setting", "engine_default", "expected"), [
+    (None, True, True),          # `postroom serve`, setting left out
+    (None, False, False),        # the desktop app, setting left out
+    (True, False, True),         # the settings ask for the agent: the desktop app runs one too
+    (False, True, False),        # the settings refuse it: the headless server does without
+])
+async def test_the_setting_decides_and_when_left_out_the_embedding_does(
+        tmp_path: Path, setting: bool | None, engine_default: bool, expected: bool) -> None:
+    text = 'hostname = "mx.example.test"\n'
+    if setting is not None:
+        text += f"[delivery]\nlocal_process = {str(setting).lower()}\n"
+    (tmp_path / "postroom.toml").write_text(text)
+    engine = Engine(tmp_path, listen={"smtp": ListenAddress("127.0.0.1", 0)}, delivery_agent=engine_default)
+    engine.open()
+    await engine.start(strict=True)
+    try:
+        assert (engine._agent is not None) == expected
+    finally:
+        await engine.stop()
+        engine.close()
