@@ -76,12 +76,9 @@ class _Frames:
 
 def _describe(exc: BaseException) -> tuple[str, str, int]:
     """(kind, text, errno) of a failed delivery, for the parent to raise the same class of error."""
-    if isinstance(exc, QuotaExceeded):
-        return "quota", str(exc), 0
-    if isinstance(exc, NoSuchFolder):
-        return "nofolder", str(exc), 0
-    if isinstance(exc, StoreError):
-        return "store", str(exc), 0
+    for kind, cls in _ERRORS.items():       # subclasses before StoreError, in the table's order
+        if isinstance(exc, cls):
+            return kind, str(exc), 0
     if isinstance(exc, OSError):
         return "os", exc.strerror or str(exc), exc.errno or errno_codes.EIO
     return "store", f"{type(exc).__name__}: {exc}", 0

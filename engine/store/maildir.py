@@ -8,6 +8,7 @@ the same directories we write.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -111,16 +112,13 @@ def wire_size(disk: bytes) -> int:
 
 
 def write_synced(path: str | Path, data: bytes, mtime: float | None = None) -> None:
-    """Creates `path` (never overwrites), writes, fsyncs: the data is on disk when this returns."""
-    fd = write_unsynced(path, data, mtime)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Creates `path` (never overwrites), writes, fsyncs: the data is on disk when this returns.
+    When a step fails (a full disk) the partial file is removed: tmp/ never keeps half a message."""
+    finish_synced(write_unsynced(path, data, mtime), path)
 
 
 def write_unsynced(path: str | Path, data: bytes, mtime: float | None = None) -> int:
-    """write_synced() up to its fsync, returning the open descriptor: the caller fsyncs and closes it.
+    """write_synced() up to its fsync, returning the open descriptor for finish_synced().
     Writing a whole batch before the first fsync lets one journal commit carry every file of it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:
@@ -137,8 +135,26 @@ def write_unsynced(path: str | Path, data: bytes, mtime: float | None = None) ->
                 os.utime(path, (mtime, mtime))
     except BaseException:
         os.close(fd)
+        _remove(path)
         raise
     return fd
+
+
+def finish_synced(fd: int, path: str | Path) -> None:
+    """Fsyncs and closes a descriptor from write_unsynced(); if the fsync fails, `path` is removed."""
+    try:
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _remove(path)
+        raise
+
+
+def _remove(path: str | Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def fsync_dir(path: str | Path) -> None:

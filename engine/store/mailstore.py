@@ -26,7 +26,15 @@ from engine.interfaces import DEFAULT_FOLDERS, StoreError
 from engine.store.agent import DeliveryAgent
 from engine.store.groupcommit import Done, Waiter
 from engine.store.mailbox import AccountMailbox, Notify, _Incoming
-from engine.store.maildir import NameMaker, make_maildir, to_disk, wire_size, write_synced, write_unsynced
+from engine.store.maildir import (
+    NameMaker,
+    finish_synced,
+    make_maildir,
+    to_disk,
+    wire_size,
+    write_synced,
+    write_unsynced,
+)
 from engine.store.names import account_parts, folder_dirname
 from engine.store.summary import summarize
 from engine.store.workers import Workers
@@ -242,24 +250,14 @@ class MailStore:
                     if not boxes:
                         continue
                     items, tmp, disk, when = self._prepare(boxes, given, data, folder, quota)
-                    try:
-                        written.append((n, items, tmp, write_unsynced(tmp, disk, mtime=when)))
-                    except BaseException:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(tmp)
-                        raise
+                    written.append((n, items, tmp, write_unsynced(tmp, disk, mtime=when)))
                 except Exception as exc:
                     outcomes[n] = exc
             for n, items, tmp, fd in written:
-                try:
-                    try:
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
+                try:          # each step removes the tmp/ file when it fails
+                    finish_synced(fd, tmp)
                     placed = self._place(items, tmp)
                 except Exception as exc:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(tmp)
                     outcomes[n] = exc
                     continue
                 for box, item in placed:

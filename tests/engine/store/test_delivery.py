@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import sys
 from pathlib import Path
@@ -200,3 +201,34 @@ async def test_many_first_deliveries_to_several_accounts_never_exhaust_the_store
         results = await asyncio.wait_for(asyncio.gather(
             *(fresh.deliver([ALICE, BOB], message(f"first {i}")) for i in range(12))), 60)
         assert len({r[ALICE] for r in results}) == len({r[BOB] for r in results}) == 12
+
+
+def _disk_full(*args: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("failing", ["write", "fsync"])
+async def test_a_full_disk_fails_the_delivery_and_leaves_no_partial_file(
+        store: MailStore, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    store.mailbox(ALICE)
+    monkeypatch.setattr(os, failing, _disk_full)
+    with pytest.raises(OSError) as caught:
+        await store.deliver([ALICE], message("no room"))
+    monkeypatch.undo()
+    assert caught.value.errno == errno.ENOSPC
+    assert list((store.account_path(ALICE) / "tmp").iterdir()) == []
+    assert list(_inbox_new(store, ALICE).iterdir()) == []
+    assert await store.deliver([ALICE], message("room again")) == {ALICE: 1}
+
+
+@pytest.mark.parametrize("failing", ["write", "fsync"])
+def test_a_full_disk_fails_that_delivery_of_a_batch_and_leaves_no_partial_file(
+        store: MailStore, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    """The delivery agent's path: the failure is that request's outcome, and tmp/ is left clean."""
+    store.mailbox(ALICE)
+    monkeypatch.setattr(os, failing, _disk_full)
+    [outcome] = store.deliver_batch([([ALICE], message("no room"), "INBOX", None)])
+    monkeypatch.undo()
+    assert isinstance(outcome, OSError) and outcome.errno == errno.ENOSPC
+    assert list((store.account_path(ALICE) / "tmp").iterdir()) == []
+    assert store.deliver_batch([([ALICE], message("room again"), "INBOX", None)]) == [{ALICE: 1}]
