@@ -110,6 +110,18 @@ def test_quit_from_the_question_stops_the_engine(qtbot, data_dir: Path) -> None:
     assert not app.thread._thread.is_alive()
 
 
+def test_the_app_delivers_in_its_own_process_unless_the_settings_ask_for_an_agent(qtbot, data_dir: Path) -> None:
+    """The delivery agent made the window stall under a burst of mail (bench/gui_stall.py): the app's
+    engine runs without one when postroom.toml leaves [delivery] local_process out."""
+    app = PostroomApp(data_dir, listen=dict(LOOPBACK), run_wizard=False)
+    qtbot.addWidget(app.window)
+    with qtbot.waitSignal(app.engineStarted, timeout=20000) as started:
+        app.begin()
+    assert started.args == [""]
+    assert app.engine.running and app.engine._agent is None
+    app.shutdown()
+
+
 def test_a_second_instance_brings_the_first_forward(qtbot, tmp_path: Path) -> None:
     first = SingleInstance(tmp_path)
     assert first.listen()
