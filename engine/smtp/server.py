@@ -350,6 +350,9 @@ class SMTPSession(SMTP):
             verb = ""
         method = _VERBS.get(verb)
         if method is None:
+            if len(line) > self._line_limit:
+                await self._reply(codes.LINE_TOO_LONG)
+                return
             if verb in FORBIDDEN_VERBS:
                 await self._close(codes.TOO_MANY_ERRORS.with_text("This is an SMTP server; closing"))
                 return

@@ -28,6 +28,14 @@ def test_a_command_line_over_512_octets_gets_500_5_5_2_and_the_session_goes_on(m
         assert c.command("NOOP").startswith("250 ")
 
 
+def test_an_overlong_line_that_is_no_command_is_refused_as_too_long_not_as_unknown(mx: Server) -> None:
+    with mx.raw() as c:
+        c.code()
+        assert c.command("X" * 2000) == "500 5.5.2 Line too long"
+        assert c.command("XYZZY").startswith("500 5.5.1")
+        assert c.command("NOOP").startswith("250 ")
+
+
 def test_a_command_ending_in_a_bare_lf_is_refused(mx: Server) -> None:
     with mx.raw() as c:
         c.code()
