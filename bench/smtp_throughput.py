@@ -138,6 +138,85 @@ async def serve_aiosmtpd(data: Path, port_file: Path) -> None:
     await server.wait_closed()
 
 
+async def serve_floor(data: Path, port_file: Path) -> None:
+    """The least a Python server can do and still answer 250 only as issue 2 item 5 orders: a bare
+    asyncio.Protocol that checks nothing and parses only the verb, and at the end of DATA, on the loop
+    itself (no thread hand-offs), writes the message to tmp/, fsyncs it, renames it into new/, fsyncs
+    new/ and commits one row to a SQLite WAL index with synchronous=FULL.  Not a mail server: the ceiling
+    for any Python design that keeps that order, measured on the same disk in the same run."""
+    import sqlite3
+
+    root = maildir_of(data, "floor")
+    for sub in ("tmp", "new", "cur"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    index = sqlite3.connect(data / "index.sqlite", isolation_level=None)
+    index.execute("PRAGMA journal_mode=WAL")
+    index.execute("PRAGMA synchronous=FULL")
+    index.execute("CREATE TABLE IF NOT EXISTS messages (uid INTEGER PRIMARY KEY, base TEXT, size INTEGER)")
+    host = socket.gethostname()
+    counter = [0]
+    new_dir = os.open(root / "new", os.O_RDONLY)
+
+    def store(content: bytes) -> None:
+        counter[0] += 1
+        now = time.time_ns() // 1000
+        name = f"{now // 1_000_000}.M{now % 1_000_000}P{os.getpid()}Q{counter[0]}.{host}"
+        tmp = f"{root}/tmp/{name}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, content)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, f"{root}/new/{name}")
+        os.fsync(new_dir)
+        index.execute("BEGIN IMMEDIATE")
+        index.execute("INSERT INTO messages (base, size) VALUES (?, ?)", (name, len(content)))
+        index.execute("COMMIT")
+
+    class Floor(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+            self.buffer = b""
+            self.in_data = False
+            transport.write(b"220 mx.example.test ESMTP\r\n")
+
+        def data_received(self, chunk: bytes) -> None:
+            self.buffer += chunk
+            while True:
+                if self.in_data:
+                    end = self.buffer.find(b"\r\n.\r\n")
+                    if end < 0:
+                        return
+                    store(self.buffer[:end + 2])
+                    self.buffer = self.buffer[end + 5:]
+                    self.in_data = False
+                    self.transport.write(b"250 2.0.0 OK\r\n")
+                    continue
+                end = self.buffer.find(b"\r\n")
+                if end < 0:
+                    return
+                verb = self.buffer[:4].upper()
+                self.buffer = self.buffer[end + 2:]
+                if verb == b"DATA":
+                    self.in_data = True
+                    self.transport.write(b"354 go ahead\r\n")
+                elif verb == b"QUIT":
+                    self.transport.write(b"221 2.0.0 Bye\r\n")
+                    self.transport.close()
+                    return
+                else:
+                    self.transport.write(b"250 2.0.0 OK\r\n")
+
+    server = await asyncio.get_running_loop().create_server(Floor, "127.0.0.1", 0)
+    await _run_until_signal(port_file, server.sockets[0].getsockname()[1])
+    server.close()
+    await server.wait_closed()
+    index.close()
+    os.close(new_dir)
+
+
 async def _run_until_signal(port_file: Path, port: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -436,21 +515,20 @@ def main() -> int:
     parser.add_argument("--servers", default="postroom,postfix,aiosmtpd", help="comma-separated")
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--dir", type=Path, default=None, help="where the servers write (default: a temp dir)")
-    parser.add_argument("--serve", choices=("postroom", "aiosmtpd"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=tuple(SERVERS), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.serve:
-        serve = serve_postroom if args.serve == "postroom" else serve_aiosmtpd
-        asyncio.run(serve(args.data, args.port_file))
+        asyncio.run(SERVERS[args.serve](args.data, args.port_file))
         return 0
 
     if not Path(SMTP_SOURCE).exists():
         print(f"{SMTP_SOURCE} is missing: apt-get install postfix (it ships smtp-source)", file=sys.stderr)
         return 2
     kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
-    unknown = set(kinds) - {"postroom", "postfix", "aiosmtpd"}
+    unknown = set(kinds) - {"postfix", *SERVERS}
     if unknown:
         print(f"unknown servers: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -503,6 +581,8 @@ def main() -> int:
     print(f"load average before: {load_before}; after: {load_average()}")
     return 0 if ok else 1
 
+
+SERVERS = {"postroom": serve_postroom, "aiosmtpd": serve_aiosmtpd, "floor": serve_floor}
 
 if __name__ == "__main__":
     sys.exit(main())
