@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -98,32 +99,39 @@ def maildir_of(data: Path, kind: str) -> Path:
     return data / "maildir"
 
 
-async def serve_aiosmtpd(data: Path, port_file: Path) -> None:
-    from aiosmtpd.smtp import SMTP, Envelope, Session
+class DurableMaildir:
+    """write + fsync + rename into new/ + fsync new/, one message at a time: what the baselines share."""
 
-    root = maildir_of(data, "aiosmtpd")
-    for sub in ("tmp", "new", "cur"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    host = socket.gethostname()
-    counter = [0]
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for sub in ("tmp", "new", "cur"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        self.host = socket.gethostname()
+        self.counter = itertools.count(1)       # next() is atomic: aiosmtpd writes from several threads
 
-    def write(content: bytes) -> None:
-        counter[0] += 1
+    def write(self, content: bytes) -> str:
         now = time.time_ns() // 1000
-        name = f"{now // 1_000_000}.M{now % 1_000_000}P{os.getpid()}Q{counter[0]}.{host}"
-        tmp = root / "tmp" / name
+        name = f"{now // 1_000_000}.M{now % 1_000_000}P{os.getpid()}Q{next(self.counter)}.{self.host}"
+        tmp = self.root / "tmp" / name
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.write(fd, content)
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(tmp, root / "new" / name)
-        dfd = os.open(root / "new", os.O_RDONLY)
+        os.rename(tmp, self.root / "new" / name)
+        dfd = os.open(self.root / "new", os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+        return name
+
+
+async def serve_aiosmtpd(data: Path, port_file: Path) -> None:
+    from aiosmtpd.smtp import SMTP, Envelope, Session
+
+    write = DurableMaildir(maildir_of(data, "aiosmtpd")).write
 
     class Handler:
         async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -146,30 +154,14 @@ async def serve_floor(data: Path, port_file: Path) -> None:
     for any Python design that keeps that order, measured on the same disk in the same run."""
     import sqlite3
 
-    root = maildir_of(data, "floor")
-    for sub in ("tmp", "new", "cur"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    maildir = DurableMaildir(maildir_of(data, "floor"))
     index = sqlite3.connect(data / "index.sqlite", isolation_level=None)
     index.execute("PRAGMA journal_mode=WAL")
     index.execute("PRAGMA synchronous=FULL")
     index.execute("CREATE TABLE IF NOT EXISTS messages (uid INTEGER PRIMARY KEY, base TEXT, size INTEGER)")
-    host = socket.gethostname()
-    counter = [0]
-    new_dir = os.open(root / "new", os.O_RDONLY)
 
     def store(content: bytes) -> None:
-        counter[0] += 1
-        now = time.time_ns() // 1000
-        name = f"{now // 1_000_000}.M{now % 1_000_000}P{os.getpid()}Q{counter[0]}.{host}"
-        tmp = f"{root}/tmp/{name}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, f"{root}/new/{name}")
-        os.fsync(new_dir)
+        name = maildir.write(content)
         index.execute("BEGIN IMMEDIATE")
         index.execute("INSERT INTO messages (base, size) VALUES (?, ?)", (name, len(content)))
         index.execute("COMMIT")
@@ -214,7 +206,6 @@ async def serve_floor(data: Path, port_file: Path) -> None:
     server.close()
     await server.wait_closed()
     index.close()
-    os.close(new_dir)
 
 
 async def _run_until_signal(port_file: Path, port: int) -> None:
