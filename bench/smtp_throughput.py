@@ -2,7 +2,7 @@
 
 Postfix's `smtp-source` (one connection per message: HELO, MAIL, RCPT, DATA, QUIT) sends N messages of
 `--size` octets with 20 and with 1 concurrent sessions; the clock runs from its start until the last
-message is in the server's Maildir (new/ or cur/).  Three servers, each in its own process(es) on loopback:
+message is in the server's Maildir (new/ or cur/).  The servers, each in its own process(es) on loopback:
 
 - postroom:  engine.smtp SMTPListener (role "smtp") with the real Directory, MailStore and DeliveryLog,
              and the delivery agent process the engine starts by default ([delivery] local_process:
@@ -16,15 +16,20 @@ message is in the server's Maildir (new/ or cur/).  Three servers, each in its o
 - aiosmtpd:  aiosmtpd's SMTP with a handle_DATA that writes the message to tmp/, fsyncs it, renames it
              into new/ and fsyncs new/ (on a worker thread, so sessions overlap) - the simplest durable
              server one could write with the library we build on.
+- floor:     not a mail server (only with --servers ...,floor): a bare asyncio.Protocol that checks
+             nothing and, on the loop itself, writes, fsyncs, renames, fsyncs new/ and commits one row to
+             a SQLite WAL index (synchronous=FULL) before each 250 - the ceiling for any Python design that
+             keeps issue 2's order of durable steps, on the same disk in the same run.
 
-The machine is shared and disk timings vary by ±30% between runs, so every round runs all three servers
+The machine is shared and disk timings vary by ±30% between runs, so every round runs every server
 back to back (the order rotates between rounds), each in a fresh directory under one work directory
 marked `chattr +T` (see spread_directories) and kept until the end, and the table shows medians over
-rounds with their range, the ratios Postroom/Postfix and Postroom/aiosmtpd computed per round (then
-the median), the server CPU per message (Postfix: master and all its children) and the load average
+rounds with their range, the ratios of Postroom to each other server computed per round (then the
+median), the server CPU per message (Postfix: master and all its children) and the load average
 before and after.
 
     .venv/bin/python bench/smtp_throughput.py [--messages 5000] [--size 4096] [--sessions 20,1] [--rounds 3]
+                                              [--servers postroom,postfix,aiosmtpd[,floor]]
 """
 
 from __future__ import annotations
@@ -404,7 +409,7 @@ def children_of(pid: int) -> list[int]:
 
 
 class PythonServer:
-    """A server of this file (`--serve postroom|aiosmtpd`) in a child process."""
+    """A server of this file (`--serve postroom|aiosmtpd|floor`) in a child process."""
 
     def __init__(self, kind: str, root: Path) -> None:
         self.kind = kind
