@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,6 +33,8 @@ from desktop.app import freeze_startup_objects
 from desktop.bridge import EngineBridge, invoke
 from desktop.collector import GuiThreadCollector
 from desktop.main_window import MainWindow
+from desktop.panels.dashboard import DashboardPanel
+from desktop.panels.delivery_log import DeliveryLogPanel
 from engine.config import ListenAddress
 from engine.runtime import Engine, EngineThread
 
@@ -140,7 +143,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     window = MainWindow(bridge, QSettings(str(data / "desktop.ini"), QSettings.Format.IniFormat))
     window.resize(1200, 800)
     window.show()
-    log_panel = window.show_panel("DeliveryLogPanel")
+    log_panel = cast(DeliveryLogPanel, window.show_panel("DeliveryLogPanel"))
     wait_until(app, lambda: False, 1.5)        # settle: first fetches, chart, layout
     freeze_startup_objects()                   # as desktop.app does once the window and engine are up
     idle = rss_mib()
@@ -154,10 +157,13 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     sender.start()
     wait_until(app, lambda: not sender.is_alive(), 300)
     sent = time.monotonic() - started
-    shown = wait_until(app, lambda: sum(1 for r in range(log_panel.model.rowCount())
-                                        if log_panel.model.entry(r).event == "received") >= args.messages, 30)
+    def received_rows() -> int:
+        entries = (log_panel.model.entry(r) for r in range(log_panel.model.rowCount()))
+        return sum(1 for e in entries if e is not None and e.event == "received")
+
+    shown = wait_until(app, lambda: received_rows() >= args.messages, 30)
     stall = meter.stop()
-    dashboard = window.panels["DashboardPanel"]
+    dashboard = cast(DashboardPanel, window.panels["DashboardPanel"])
     window.show_panel("DashboardPanel")
     wait_until(app, lambda: dashboard.counter_labels["received"].text() == str(args.messages), 10)
 

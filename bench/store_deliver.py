@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import statistics
@@ -70,6 +71,10 @@ class NaiveMaildir:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def deliver_nth(naive: NaiveMaildir, messages: list[bytes], i: int) -> None:
+    naive.deliver(messages[i])
 
 
 def run_threads(fn: Callable[[int], None], total: int, concurrency: int, deadline: float) -> int:
@@ -131,7 +136,7 @@ def main() -> None:
             for concurrency in (1, 20):
                 naive = NaiveMaildir(base / f"naive{rnd}-{concurrency}")
                 start = time.monotonic()
-                n = run_threads(lambda i, naive=naive: naive.deliver(messages[i]), len(messages), concurrency,
+                n = run_threads(functools.partial(deliver_nth, naive, messages), len(messages), concurrency,
                                 start + args.max_seconds)
                 rates.setdefault(("naive", concurrency), []).append(n / (time.monotonic() - start))
                 counts[("naive", concurrency)] = n

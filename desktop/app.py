@@ -82,9 +82,10 @@ class PostroomApp(QObject):
         self.run_wizard = run_wizard
         # No delivery agent unless the settings ask for one: the window stays responsive under a burst.
         self.engine = Engine(self.data_dir, listen=listen, delivery_agent=False)
-        self.thread = EngineThread(self.engine)
-        self.thread.start()
-        self.bridge = EngineBridge(self.thread, self)
+        # Not `self.thread`: that would hide QObject.thread().
+        self.engine_thread = EngineThread(self.engine)
+        self.engine_thread.start()
+        self.bridge = EngineBridge(self.engine_thread, self)
         self.settings = desktop_settings(self.data_dir)
         self.tray: QSystemTrayIcon | None = None
         self.wizard: Any = None
@@ -198,7 +199,7 @@ class PostroomApp(QObject):
     def shutdown(self) -> None:
         """Closes everything this object started (also used by tests)."""
         self.bridge.close()
-        self.thread.shutdown()
+        self.engine_thread.shutdown()
         if self.wizard is not None:
             self.wizard.deleteLater()
             self.wizard = None

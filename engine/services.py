@@ -27,7 +27,7 @@ class Outbound(Protocol):
 class DeliveryRecorder(Protocol):
     """The delivery log as protocol servers see it (engine/log implements it)."""
 
-    def record(self, event: str, **fields: Any) -> None: ...
+    def record(self, event: str, **fields: Any) -> object: ...     # what it returns is not used
 
 
 class Listener(Protocol):

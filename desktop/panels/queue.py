@@ -211,9 +211,11 @@ class QueuePanel(QWidget):
         queue = self._queue()
         if queue is None:
             return
-        self.bridge.call(queue.retry_all, on_result=lambda n: (self.message.show_info(
-            f"Retrying {n} waiting recipient(s) now."), self.refresh()), on_error=self.message.show_error,
-            owner=self)
+        def retried(count: int) -> None:
+            self.message.show_info(f"Retrying {count} waiting recipient(s) now.")
+            self.refresh()
+
+        self.bridge.call(queue.retry_all, on_result=retried, on_error=self.message.show_error, owner=self)
 
     def delete_selected(self) -> None:
         ids = self.selected_ids()

@@ -27,7 +27,7 @@ def test_first_run_wizard_then_every_panel_screenshot(qtbot, data_dir: Path, scr
         with qtbot.waitSignal(app.engineStarted, timeout=20000):
             app.wizard.reject()                        # set up later: the engine starts anyway
 
-        engine, thread = app.engine, app.thread
+        engine, thread = app.engine, app.engine_thread
         on_engine(thread, engine.directory.add_domain, "example.test")
         on_engine(thread, engine.directory.add_account, "alice@example.test", PASSWORD)
         on_engine(thread, engine.store.create_account, "alice@example.test")
@@ -85,7 +85,7 @@ def test_closing_asks_once_and_remembers(qtbot, data_dir: Path) -> None:
         keep.click()
         qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
         assert app.settings.value(CLOSE_ACTION_KEY) == "background"
-        assert app.thread.loop.is_running(), "the engine keeps serving"
+        assert app.engine_thread.loop.is_running(), "the engine keeps serving"
 
         window.bring_forward()
         qtbot.waitExposed(window)
@@ -107,7 +107,7 @@ def test_quit_from_the_question_stops_the_engine(qtbot, data_dir: Path) -> None:
     with qtbot.waitSignal(app.finished, timeout=20000):
         quit_button.click()
     assert not app.engine.running
-    assert not app.thread._thread.is_alive()
+    assert not app.engine_thread._thread.is_alive()
 
 
 def test_the_app_delivers_in_its_own_process_unless_the_settings_ask_for_an_agent(qtbot, data_dir: Path) -> None:
