@@ -92,6 +92,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine.serve_forever(on_started=started)
     except EngineError as exc:
         raise CLIError(str(exc)) from None
+    # As Postfix's "terminating on signal": whoever reads the service log sees the stop was an orderly one.
+    print("postroom stopped: sessions finished, listeners and databases closed", flush=True)
     return EXIT_OK
 
 

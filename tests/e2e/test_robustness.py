@@ -194,6 +194,7 @@ def test_sigterm_lets_a_message_in_flight_finish_closes_idle_sessions_and_serve_
                 client.close()
         out = srv.stop()                                # asserts exit status 0
         assert "Traceback" not in out, out
+        assert out.rstrip().endswith("postroom stopped: sessions finished, listeners and databases closed"), out
     files = [*(data / "mail" / "example.test" / "alice" / "new").iterdir()]
     assert len(files) == 1 and b"and the second half." in files[0].read_bytes()
 
