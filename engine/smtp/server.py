@@ -349,20 +349,17 @@ class SMTPSession(SMTP):
         except UnicodeDecodeError:
             verb = ""
         method = _VERBS.get(verb)
-        if method is None:
-            if len(line) > self._line_limit:
-                await self._reply(codes.LINE_TOO_LONG)
-                return
-            if verb in FORBIDDEN_VERBS:
-                await self._close(codes.TOO_MANY_ERRORS.with_text("This is an SMTP server; closing"))
-                return
-            await self._reply(codes.UNRECOGNIZED if verb else codes.SYNTAX_ERROR)
+        if method is None and verb in FORBIDDEN_VERBS:
+            await self._close(codes.TOO_MANY_ERRORS.with_text("This is an SMTP server; closing"))
             return
         # RFC 5321 §4.5.3.1.4: 512 octets with the CRLF, plus what extensions add to MAIL (MAIL_EXTRA),
-        # and RFC 4954 §4: 12288 for AUTH with an initial response.
+        # and RFC 4954 §4: 12288 for AUTH with an initial response; any other line, known or not, 512.
         limit = self._mail_limit if verb == "MAIL" else sasl.MAX_LINE if verb == "AUTH" else self._line_limit
         if len(line) > limit:
             await self._reply(codes.LINE_TOO_LONG)
+            return
+        if method is None:
+            await self._reply(codes.UNRECOGNIZED if verb else codes.SYNTAX_ERROR)
             return
         self._reset_timeout()
         arg = arg_bytes.decode("utf-8", "surrogateescape").strip(" ")

@@ -162,6 +162,13 @@ def test_an_http_request_is_answered_and_closed(mx: Server) -> None:
         assert c.closed()
 
 
+def test_an_http_request_with_a_long_url_is_closed_too(mx: Server) -> None:
+    with mx.raw() as c:
+        c.code()
+        assert c.command("GET /" + "a" * 1000 + " HTTP/1.1").startswith("421 4.7.0")
+        assert c.closed()
+
+
 def test_the_session_closes_after_too_many_errors(mx: Server) -> None:
     with mx.raw() as c:
         c.code()
