@@ -13,9 +13,9 @@ message is in the server's Maildir (new/ or cur/).  The servers, each in its own
              virtual(8) into a Maildir: smtpd -> cleanup (queue file fsynced before the 250) -> qmgr ->
              virtual (Maildir file fsynced).  Needs root and the `postfix` user (Debian's package makes it);
              started and stopped with its own commands, its master found by its PID file.
-- aiosmtpd:  aiosmtpd's SMTP with a handle_DATA that writes the message to tmp/, fsyncs it, renames it
-             into new/ and fsyncs new/ (on a worker thread, so sessions overlap) - the simplest durable
-             server one could write with the library we build on.
+- aiosmtpd:  aiosmtpd's SMTP with a handle_DATA that writes the message (LF line ends, as stored) to
+             tmp/, fsyncs it, renames it into new/ and fsyncs new/ (on a worker thread, so sessions
+             overlap) - the simplest durable server one could write with the library we build on.
 - floor:     not a mail server (only with --servers ...,floor): a bare asyncio.Protocol that checks
              nothing and, on the loop itself, writes, fsyncs, renames, fsyncs new/ and commits one row to
              a SQLite WAL index (synchronous=FULL) before each 250 - the ceiling for any Python design that
@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import os
 import shutil
 import signal
@@ -50,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from store_deliver import NaiveMaildir  # beside this file: one durable Maildir writer for both benches
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 RECIPIENT = "bench@example.test"
@@ -104,39 +105,10 @@ def maildir_of(data: Path, kind: str) -> Path:
     return data / "maildir"
 
 
-class DurableMaildir:
-    """write + fsync + rename into new/ + fsync new/, one message at a time: what the baselines share."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        for sub in ("tmp", "new", "cur"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        self.host = socket.gethostname()
-        self.counter = itertools.count(1)       # next() is atomic: aiosmtpd writes from several threads
-
-    def write(self, content: bytes) -> str:
-        now = time.time_ns() // 1000
-        name = f"{now // 1_000_000}.M{now % 1_000_000}P{os.getpid()}Q{next(self.counter)}.{self.host}"
-        tmp = self.root / "tmp" / name
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.root / "new" / name)
-        dfd = os.open(self.root / "new", os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        return name
-
-
 async def serve_aiosmtpd(data: Path, port_file: Path) -> None:
     from aiosmtpd.smtp import SMTP, Envelope, Session
 
-    write = DurableMaildir(maildir_of(data, "aiosmtpd")).write
+    write = NaiveMaildir(maildir_of(data, "aiosmtpd")).deliver
 
     class Handler:
         async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -159,14 +131,14 @@ async def serve_floor(data: Path, port_file: Path) -> None:
     for any Python design that keeps that order, measured on the same disk in the same run."""
     import sqlite3
 
-    maildir = DurableMaildir(maildir_of(data, "floor"))
+    maildir = NaiveMaildir(maildir_of(data, "floor"))
     index = sqlite3.connect(data / "index.sqlite", isolation_level=None)
     index.execute("PRAGMA journal_mode=WAL")
     index.execute("PRAGMA synchronous=FULL")
     index.execute("CREATE TABLE IF NOT EXISTS messages (uid INTEGER PRIMARY KEY, base TEXT, size INTEGER)")
 
     def store(content: bytes) -> None:
-        name = maildir.write(content)
+        name = maildir.deliver(content)
         index.execute("BEGIN IMMEDIATE")
         index.execute("INSERT INTO messages (base, size) VALUES (?, ?)", (name, len(content)))
         index.execute("COMMIT")

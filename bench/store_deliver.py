@@ -42,7 +42,8 @@ def make_message(i: int, size: int) -> bytes:
 
 
 class NaiveMaildir:
-    """write + fsync + rename + fsync dir, one message at a time per caller."""
+    """write + fsync + rename + fsync dir, one message at a time per caller (smtp_throughput.py's
+    baselines store with it too)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -52,7 +53,8 @@ class NaiveMaildir:
         self._n = 0
         self._host = socket.gethostname()
 
-    def deliver(self, data: bytes) -> None:
+    def deliver(self, data: bytes) -> str:
+        """Returns the file's name in new/."""
         with self._lock:
             self._n += 1
             n = self._n
@@ -71,6 +73,7 @@ class NaiveMaildir:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+        return name
 
 
 def deliver_nth(naive: NaiveMaildir, messages: list[bytes], i: int) -> None:
