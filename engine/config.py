@@ -43,6 +43,19 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, 
                "mib": 1024**2, "g": 1024**3, "gb": 1000**3, "gib": 1024**3}
 
 
+def default_hostname() -> str:
+    """The machine's fully qualified name, as Postfix's `myhostname` defaults to it.
+
+    Many machines resolve their own name to `localhost` through /etc/hosts; a greeting, a Received: line
+    or a HELO saying "localhost" tells the other side nothing, and some servers refuse such a HELO, so
+    the plain host name is the better guess there (the settings name the real one)."""
+    fqdn = socket.getfqdn()
+    if fqdn.lower().split(".")[0] != "localhost":
+        return fqdn
+    name = socket.gethostname()
+    return name if name and name.lower().split(".")[0] != "localhost" else fqdn
+
+
 def parse_duration(text: str) -> float:
     """`30s`, `5m`, `1h`, `5d` (also `250ms`, `2w`) in seconds."""
     m = _DURATION.match(text)
@@ -155,7 +168,7 @@ class Config:
     """Everything `postroom.toml` can say, with the defaults a fresh install runs with."""
 
     data_dir: Path
-    hostname: str = field(default_factory=socket.getfqdn)
+    hostname: str = field(default_factory=lambda: default_hostname())
     listen: dict[str, ListenAddress | None] = field(
         default_factory=lambda: {k: parse_listen(v) for k, v in STANDARD_LISTEN.items()}
     )
@@ -347,7 +360,7 @@ def parse_config(text: str, data_dir: Path, source: str = CONFIG_NAME) -> Config
                 raise fail(key, sub, str(exc)) from None
         sections[key] = converted
 
-    hostname = values.get("hostname") or socket.getfqdn()
+    hostname = values.get("hostname") or default_hostname()
     if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?)*$",
                     hostname):
         raise fail(None, "hostname", f"{hostname!r} is not a host name")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from engine.config import (
     ConfigError,
     ListenAddress,
+    default_hostname,
     format_duration,
     load_config,
     parse_config,
@@ -106,3 +108,13 @@ def test_sizes_and_listen_addresses() -> None:
     assert parse_listen(":2525") == ListenAddress("0.0.0.0", 2525)
     with pytest.raises(ValueError):
         parse_listen("127.0.0.1:99999")
+
+
+def test_the_default_host_name_is_the_machines_name_not_localhost(monkeypatch: pytest.MonkeyPatch) -> None:
+    # /etc/hosts often maps the machine's own name to 127.0.0.1 localhost, so getfqdn() says "localhost".
+    monkeypatch.setattr(socket, "getfqdn", lambda name="": "localhost")
+    monkeypatch.setattr(socket, "gethostname", lambda: "mailbox")
+    assert default_hostname() == "mailbox"
+    assert parse_config("", Path("/nonexistent")).hostname == "mailbox"
+    monkeypatch.setattr(socket, "getfqdn", lambda name="": "mailbox.office.example")
+    assert default_hostname() == "mailbox.office.example"
