@@ -119,12 +119,15 @@ def cmd_account(args: argparse.Namespace) -> int:
     d = engine.directory
     if args.action == "add":
         quota = parse_size(args.quota) if args.quota else None
+        d.check_new_account(args.address)       # before the password prompt, not after it
         password = _read_password(args)
         d.add_account(args.address, password, quota=quota)
         account = d.get_account(args.address)
         engine.store.create_account(account.address)
         print(f"added account {account.address}")
     elif args.action == "passwd":
+        if d.get_account(args.address) is None:
+            raise CLIError(f"no account {args.address}")
         d.set_password(args.address, _read_password(args, "New password: "))
         print(f"password changed for {args.address}")
     elif args.action == "remove":

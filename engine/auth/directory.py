@@ -254,16 +254,28 @@ class Directory:
         quota = _check_quota(quota)
         pw_hash = self._hasher.hash(password)   # outside the lock: argon2 takes a while on purpose
         with self._write() as db:
-            if not self._domain_exists(dom):
-                raise DirectoryError(f"no domain {dom}; add the domain first")
-            if self._account_row(addr) is not None:
-                raise DirectoryError(f"account {addr} already exists")
-            if self._alias_targets(addr) is not None:
-                raise DirectoryError(f"{addr} is already an alias; remove the alias first")
+            self._check_new_account(addr)
             db.execute(
                 "INSERT INTO auth_accounts (address, domain, password_hash, enabled, quota, created)"
                 " VALUES (?, ?, ?, 1, ?, ?)", (addr, dom, pw_hash, quota, time.time()))
         return Account(address=addr, enabled=True, quota=quota)
+
+    def check_new_account(self, address: str) -> str:
+        """Raises what add_account would for this address (not an address, no such domain, taken), so the
+        CLI and the GUI can say so before anyone types a password twice.  Returns the address as stored."""
+        addr = names.account_address(address)
+        with self._lock:
+            self._check_new_account(addr)
+        return addr
+
+    def _check_new_account(self, addr: str) -> None:
+        dom = addr.rpartition("@")[2]
+        if not self._domain_exists(dom):
+            raise DirectoryError(f"no domain {dom}; add the domain first")
+        if self._account_row(addr) is not None:
+            raise DirectoryError(f"account {addr} already exists")
+        if self._alias_targets(addr) is not None:
+            raise DirectoryError(f"{addr} is already an alias; remove the alias first")
 
     def remove_account(self, address: str) -> None:
         """Removes the account (aliases that name it stay, and deliver to it again if it comes back)."""

@@ -78,6 +78,26 @@ def test_a_password_is_never_read_from_a_non_terminal_without_the_flag(cli) -> N
     assert code == 1 and "--password-stdin" in err
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("account", "add", "bob@nowhere.test"), "no domain nowhere.test"),
+        (("account", "add", "alice@example.test"), "account alice@example.test already exists"),
+        (("account", "add", "info@example.test"), "info@example.test is already an alias"),
+        (("account", "add", "bob"), "not an address"),
+        (("account", "passwd", "ghost@example.test"), "no account ghost@example.test"),
+    ],
+)
+def test_what_stands_in_the_way_is_said_before_any_password_is_asked_for(  # type: ignore[no-untyped-def]
+        cli, args: tuple[str, ...], needle: str) -> None:
+    # No --password-stdin and no terminal: reaching the prompt would fail with "no terminal" instead.
+    cli("domain", "add", "example.test")
+    cli("account", "add", "alice@example.test", "--password-stdin", stdin="pw\n")
+    cli("alias", "add", "info@example.test", "alice@example.test")
+    code, _, err = cli(*args)
+    assert code == 1 and needle in err and "terminal" not in err
+
+
 @pytest.mark.parametrize("args", COMMANDS)
 def test_every_command_has_help(args: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", "engine.cli", *args, "--help"], capture_output=True,
