@@ -39,7 +39,7 @@ def on_engine(thread: EngineThread, func: Callable[..., Any], *args: Any) -> Any
     return thread.submit(invoke(func, *args)).result(30)
 
 
-class _QuietLogger(DNSLogger):
+class _QuietLogger(DNSLogger):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__(log="-recv,-send,-request,-reply,-truncated,-error,-data", prefix=False)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import smtplib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from conftest import LOOPBACK
 from desktop_support import PASSWORD, on_engine
@@ -13,9 +14,17 @@ from PySide6.QtWidgets import QMessageBox
 from desktop.app import PostroomApp
 from desktop.main_window import CLOSE_ACTION_KEY, PANELS
 from desktop.single_instance import SingleInstance, notify_running
+from engine.runtime import EngineThread
+
+if TYPE_CHECKING:
+    from desktop.panels.dashboard import DashboardPanel
+    from desktop.panels.delivery_log import DeliveryLogPanel
+    from desktop.panels.domains import DomainsPanel
+    from desktop.panels.queue import QueuePanel
 
 
-def test_first_run_wizard_then_every_panel_screenshot(qtbot, data_dir: Path, screenshots_dir: Path) -> None:
+def test_first_run_wizard_then_every_panel_screenshot(qtbot: Any, data_dir: Path,
+                                                      screenshots_dir: Path) -> None:
     app = PostroomApp(data_dir, listen=dict(LOOPBACK))
     try:
         window = app.window
@@ -40,14 +49,14 @@ def test_first_run_wizard_then_every_panel_screenshot(qtbot, data_dir: Path, scr
 
         titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
         assert titles == [title for title, _module, _cls in PANELS]
-        queue = window.panels["QueuePanel"]
+        queue = cast("QueuePanel", window.panels["QueuePanel"])
         qtbot.waitUntil(lambda: queue.model.total() == 1 and "Waiting" in (queue.model.index(0, 6).data() or ""),
                         timeout=10000)
-        log = window.panels["DeliveryLogPanel"]
+        log = cast("DeliveryLogPanel", window.panels["DeliveryLogPanel"])
         qtbot.waitUntil(lambda: log.model.rowCount() >= 3, timeout=5000)
-        dashboard = window.panels["DashboardPanel"]
+        dashboard = cast("DashboardPanel", window.panels["DashboardPanel"])
         qtbot.waitUntil(lambda: dashboard.counter_labels["received"].text() == "3", timeout=5000)
-        domains = window.panels["DomainsPanel"]
+        domains = cast("DomainsPanel", window.panels["DomainsPanel"])
         qtbot.waitUntil(lambda: domains.domain == "example.test", timeout=5000)
         domains.tabs.setCurrentIndex(2)
         qtbot.waitUntil(lambda: domains.records.rowCount() > 0, timeout=10000)
@@ -70,7 +79,7 @@ def test_first_run_wizard_then_every_panel_screenshot(qtbot, data_dir: Path, scr
         app.shutdown()
 
 
-def test_closing_asks_once_and_remembers(qtbot, data_dir: Path) -> None:
+def test_closing_asks_once_and_remembers(qtbot: Any, data_dir: Path) -> None:
     app = PostroomApp(data_dir, listen=dict(LOOPBACK), run_wizard=False)
     try:
         window = app.window
@@ -96,13 +105,14 @@ def test_closing_asks_once_and_remembers(qtbot, data_dir: Path) -> None:
         app.shutdown()
 
 
-def test_quit_from_the_question_stops_the_engine(qtbot, data_dir: Path) -> None:
+def test_quit_from_the_question_stops_the_engine(qtbot: Any, data_dir: Path) -> None:
     app = PostroomApp(data_dir, listen=dict(LOOPBACK), run_wizard=False)
     qtbot.addWidget(app.window)
     with qtbot.waitSignal(app.engineStarted, timeout=20000):
         app.begin()
     app.window.close()
     box = app.window.close_question
+    assert box is not None
     quit_button = next(b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.DestructiveRole)
     with qtbot.waitSignal(app.finished, timeout=20000):
         quit_button.click()
@@ -110,7 +120,8 @@ def test_quit_from_the_question_stops_the_engine(qtbot, data_dir: Path) -> None:
     assert not app.engine_thread._thread.is_alive()
 
 
-def test_the_app_delivers_in_its_own_process_unless_the_settings_ask_for_an_agent(qtbot, data_dir: Path) -> None:
+def test_the_app_delivers_in_its_own_process_unless_the_settings_ask_for_an_agent(qtbot: Any,
+                                                                                  data_dir: Path) -> None:
     """The delivery agent made the window stall under a burst of mail (bench/gui_stall.py): the app's
     engine runs without one when postroom.toml leaves [delivery] local_process out."""
     app = PostroomApp(data_dir, listen=dict(LOOPBACK), run_wizard=False)
@@ -122,7 +133,7 @@ def test_the_app_delivers_in_its_own_process_unless_the_settings_ask_for_an_agen
     app.shutdown()
 
 
-def test_a_second_instance_brings_the_first_forward(qtbot, tmp_path: Path) -> None:
+def test_a_second_instance_brings_the_first_forward(qtbot: Any, tmp_path: Path) -> None:
     first = SingleInstance(tmp_path)
     assert first.listen()
     try:
@@ -133,7 +144,8 @@ def test_a_second_instance_brings_the_first_forward(qtbot, tmp_path: Path) -> No
         first.close()
 
 
-def test_the_about_box_names_the_version_and_bundled_licences(qtbot, engine_thread, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_about_box_names_the_version_and_bundled_licences(qtbot: Any, engine_thread: EngineThread,
+                                                               tmp_path: Path) -> None:
     from PySide6.QtCore import QSettings
 
     from desktop.bridge import EngineBridge

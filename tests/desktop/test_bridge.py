@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+from typing import Any
 
 from desktop.bridge import EngineBridge, _Pending
 from engine.events import (
@@ -30,7 +31,7 @@ def publish_from_engine_thread(thread: EngineThread, events: list[object]) -> No
     assert done.wait(10)
 
 
-def test_a_burst_of_events_arrives_in_a_few_batches_with_every_log_row(qtbot, bridge: EngineBridge,
+def test_a_burst_of_events_arrives_in_a_few_batches_with_every_log_row(qtbot: Any, bridge: EngineBridge,
                                                                        engine_thread: EngineThread) -> None:
     batches: list[list[object]] = []
     bridge.deliveryLogged.connect(batches.append)
@@ -40,7 +41,7 @@ def test_a_burst_of_events_arrives_in_a_few_batches_with_every_log_row(qtbot, br
     assert len(batches) <= 20, f"{len(batches)} emissions for one burst"
 
 
-def test_repeats_are_coalesced_but_engine_states_keep_their_order(qtbot, bridge: EngineBridge,
+def test_repeats_are_coalesced_but_engine_states_keep_their_order(qtbot: Any, bridge: EngineBridge,
                                                                   engine_thread: EngineThread) -> None:
     states: list[str] = []
     queue_ids: list[object] = []
@@ -63,7 +64,7 @@ def test_repeats_are_coalesced_but_engine_states_keep_their_order(qtbot, bridge:
     assert sorted((e.folder, e.uid) for e in stored) == [("INBOX", 2), ("Junk", 1)], "latest per folder"
 
 
-def test_one_queue_change_keeps_its_id(qtbot, bridge: EngineBridge, engine_thread: EngineThread) -> None:
+def test_one_queue_change_keeps_its_id(qtbot: Any, bridge: EngineBridge, engine_thread: EngineThread) -> None:
     with qtbot.waitSignal(bridge.queueChanged, timeout=5000) as caught:
         publish_from_engine_thread(engine_thread, [QueueChanged("Q7"), QueueChanged("Q7")])
     assert caught.args == ["Q7"]
@@ -75,7 +76,7 @@ def test_a_closed_bridge_takes_no_more_events(bridge: EngineBridge, engine_threa
     assert bridge._inbox == [], "nothing queued, so nothing can reach a panel being torn down"
 
 
-def test_an_answer_is_never_delivered_inside_the_call_that_asked(qtbot, bridge: EngineBridge) -> None:
+def test_an_answer_is_never_delivered_inside_the_call_that_asked(qtbot: Any, bridge: EngineBridge) -> None:
     """A future already done when submit() adds its callback runs that callback on the GUI thread; the
     answer must still come later, from the event loop, as for every other call."""
     answers: list[object] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from typing import Any
 
 from desktop.collector import GuiThreadCollector
 
@@ -35,7 +36,7 @@ def test_automatic_collection_is_off_while_the_gui_collects() -> None:
     assert not gc.isenabled()
 
 
-def test_a_cycle_dropped_on_another_thread_is_freed_on_the_gui_thread(qtbot) -> None:
+def test_a_cycle_dropped_on_another_thread_is_freed_on_the_gui_thread(qtbot: Any) -> None:
     freed_in.clear()
     worker = threading.Thread(target=make_garbage_elsewhere)
     worker.start()
@@ -45,7 +46,7 @@ def test_a_cycle_dropped_on_another_thread_is_freed_on_the_gui_thread(qtbot) -> 
     assert set(freed_in) == {threading.main_thread()}
 
 
-def test_stopping_hands_collection_back_to_python(qapp) -> None:
+def test_stopping_hands_collection_back_to_python(qapp: Any) -> None:
     gc.enable()                                   # as in a process where no collector runs yet
     try:
         collector = GuiThreadCollector(qapp)

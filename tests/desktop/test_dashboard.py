@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+from typing import Any
 
 from PySide6.QtCore import Qt
 
@@ -16,7 +17,8 @@ def cells(panel: DashboardPanel) -> list[list[str]]:
     return [[model.index(r, c).data() or "" for c in range(model.columnCount())] for r in range(model.rowCount())]
 
 
-def test_dashboard_shows_listeners_running(qtbot, bridge: EngineBridge, running: Engine, qtmodeltester) -> None:
+def test_dashboard_shows_listeners_running(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                           qtmodeltester: Any) -> None:
     panel = DashboardPanel(bridge)
     qtbot.addWidget(panel)
     panel.show()
@@ -27,7 +29,7 @@ def test_dashboard_shows_listeners_running(qtbot, bridge: EngineBridge, running:
     assert panel.state_label.text() == "Engine: running"
 
 
-def test_dashboard_counts_a_received_message(qtbot, bridge: EngineBridge, running: Engine) -> None:
+def test_dashboard_counts_a_received_message(qtbot: Any, bridge: EngineBridge, running: Engine) -> None:
     panel = DashboardPanel(bridge)
     qtbot.addWidget(panel)
     panel.show()
@@ -38,7 +40,7 @@ def test_dashboard_counts_a_received_message(qtbot, bridge: EngineBridge, runnin
     qtbot.waitUntil(lambda: panel.counter_labels["received"].text() not in ("–", "0"), timeout=5000)
 
 
-def test_a_hidden_dashboard_asks_nothing_and_catches_up_when_shown(qtbot, bridge: EngineBridge,
+def test_a_hidden_dashboard_asks_nothing_and_catches_up_when_shown(qtbot: Any, bridge: EngineBridge,
                                                                   running: Engine) -> None:
     panel = DashboardPanel(bridge)
     qtbot.addWidget(panel)
@@ -51,7 +53,7 @@ def test_a_hidden_dashboard_asks_nothing_and_catches_up_when_shown(qtbot, bridge
     qtbot.waitUntil(lambda: panel.counter_labels["received"].text() == "1", timeout=5000)
 
 
-def test_stop_and_start_from_the_dashboard(qtbot, bridge: EngineBridge, running: Engine) -> None:
+def test_stop_and_start_from_the_dashboard(qtbot: Any, bridge: EngineBridge, running: Engine) -> None:
     panel = DashboardPanel(bridge)
     qtbot.addWidget(panel)
     panel.show()

@@ -8,6 +8,7 @@ import smtplib
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any, cast
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QStyleOptionViewItem
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import QStyleOptionViewItem
 from desktop.bridge import EngineBridge
 from desktop.models.log import PAGE, LogModel
 from desktop.panels.delivery_log import DeliveryLogPanel
+from desktop.widgets.common import PlainTextDelegate
 from engine.runtime import Engine
 
 
@@ -29,7 +31,8 @@ def send(engine: Engine, recipient: str = "alice@example.test", sender: str = "b
         client.sendmail(sender, [recipient], b"Subject: log test\r\n\r\nhello\r\n")
 
 
-def test_a_received_message_appears_within_a_second(qtbot, bridge: EngineBridge, running: Engine) -> None:
+def test_a_received_message_appears_within_a_second(qtbot: Any, bridge: EngineBridge,
+                                                    running: Engine) -> None:
     panel = DeliveryLogPanel(bridge)
     qtbot.addWidget(panel)
     panel.show()
@@ -42,7 +45,7 @@ def test_a_received_message_appears_within_a_second(qtbot, bridge: EngineBridge,
     assert "alice@example.test" in column(panel, LogModel.RECIPIENT)
 
 
-def test_row_detail_and_filters(qtbot, bridge: EngineBridge, running: Engine) -> None:
+def test_row_detail_and_filters(qtbot: Any, bridge: EngineBridge, running: Engine) -> None:
     log = running.log
     log.record("relayed", sender="alice@example.test", recipient="carol@remote.test", remote_host="mx.remote.test",
                remote_reply="250 2.0.0 Ok: queued as ABC123\nwith a second line", queue_id="Q1")
@@ -65,8 +68,8 @@ def test_row_detail_and_filters(qtbot, bridge: EngineBridge, running: Engine) ->
     qtbot.waitUntil(lambda: panel.count_label.text().startswith("1 matching"), timeout=5000)
 
 
-def test_lazy_loading_fetches_pages_as_the_view_scrolls(qtbot, bridge: EngineBridge, running: Engine,
-                                                        qtmodeltester) -> None:
+def test_lazy_loading_fetches_pages_as_the_view_scrolls(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                        qtmodeltester: Any) -> None:
     for i in range(1200):
         running.log.record("received", sender=f"s{i}@elsewhere.test", recipient="alice@example.test")
     panel = DeliveryLogPanel(bridge)
@@ -79,7 +82,8 @@ def test_lazy_loading_fetches_pages_as_the_view_scrolls(qtbot, bridge: EngineBri
     qtmodeltester.check(panel.model)
 
 
-def test_the_table_paints_exactly_what_the_model_says(qtbot, bridge: EngineBridge, running: Engine) -> None:
+def test_the_table_paints_exactly_what_the_model_says(qtbot: Any, bridge: EngineBridge,
+                                                      running: Engine) -> None:
     """The table's delegate paints from LogModel.text (one call into Python per cell, not seven):
     every cell must read as data() says, with sizes right-aligned."""
     running.log.record("bounced", sender="", recipient="gone@remote.test", size=4096,
@@ -89,7 +93,7 @@ def test_the_table_paints_exactly_what_the_model_says(qtbot, bridge: EngineBridg
     qtbot.addWidget(panel)
     panel.show()
     qtbot.waitUntil(lambda: panel.model.rowCount() == 2, timeout=5000)
-    delegate = panel.view.itemDelegate()
+    delegate = cast(PlainTextDelegate, panel.view.itemDelegate())
     for row in range(2):
         for col in range(panel.model.columnCount()):
             index = panel.model.index(row, col)
@@ -103,7 +107,8 @@ def test_the_table_paints_exactly_what_the_model_says(qtbot, bridge: EngineBridg
     assert column(panel, LogModel.REMOTE) == ["192.0.2.7", "mx.remote.test"]
 
 
-def test_rows_stay_put_while_the_person_reads_further_down(qtbot, bridge: EngineBridge, running: Engine) -> None:
+def test_rows_stay_put_while_the_person_reads_further_down(qtbot: Any, bridge: EngineBridge,
+                                                           running: Engine) -> None:
     for i in range(300):
         running.log.record("received", sender=f"s{i}@elsewhere.test", recipient="alice@example.test")
     panel = DeliveryLogPanel(bridge)
@@ -120,7 +125,8 @@ def test_rows_stay_put_while_the_person_reads_further_down(qtbot, bridge: Engine
     assert panel.model.index(panel.view.rowAt(0), LogModel.SENDER).data() == top_sender
 
 
-def test_rows_another_process_writes_in_bulk_arrive_on_top_in_bounded_inserts(qtbot, bridge: EngineBridge,
+def test_rows_another_process_writes_in_bulk_arrive_on_top_in_bounded_inserts(qtbot: Any,
+                                                                              bridge: EngineBridge,
                                                                               running: Engine) -> None:
     running.log.record("received", sender="first@elsewhere.test", recipient="alice@example.test")
     panel = DeliveryLogPanel(bridge)
@@ -143,11 +149,13 @@ def test_rows_another_process_writes_in_bulk_arrive_on_top_in_bounded_inserts(qt
     assert senders[0] == f"bulk{bulk - 1}@elsewhere.test" and senders[-1] == "first@elsewhere.test"
     assert senders[1:-1] == [f"bulk{i}@elsewhere.test" for i in range(bulk - 2, -1, -1)], "newest first"
     assert max(inserts) <= PAGE, f"inserts of {inserts} rows: the GUI inserts a page at a time"
-    assert panel.model.entry(0).sender == f"bulk{bulk - 1}@elsewhere.test"
+    entry = panel.model.entry(0)
+    assert entry is not None
+    assert entry.sender == f"bulk{bulk - 1}@elsewhere.test"
     qtbot.waitUntil(lambda: panel.count_label.text().startswith(f"{bulk + 1:,} matching"), timeout=5000)
 
 
-def test_rows_newer_by_id_but_older_by_time_still_page_in_once_each(qtbot, bridge: EngineBridge,
+def test_rows_newer_by_id_but_older_by_time_still_page_in_once_each(qtbot: Any, bridge: EngineBridge,
                                                                      running: Engine) -> None:
     """Another process may write rows stamped in the past (an import; a clock behind).  They arrive on
     top as new rows, and scrolling down still reaches every other row exactly once, then stops."""
@@ -178,7 +186,8 @@ def test_rows_newer_by_id_but_older_by_time_still_page_in_once_each(qtbot, bridg
         {f"old{i}@elsewhere.test" for i in range(earlier)}
 
 
-def test_export_filtered_rows_to_csv_and_json(qtbot, bridge: EngineBridge, running: Engine, tmp_path: Path) -> None:
+def test_export_filtered_rows_to_csv_and_json(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                              tmp_path: Path) -> None:
     for i in range(30):
         running.log.record("received", sender=f"s{i}@elsewhere.test", recipient="alice@example.test")
     running.log.record("bounced", sender="alice@example.test", recipient="gone@remote.test", detail="550 no such user")
@@ -204,7 +213,8 @@ def test_export_filtered_rows_to_csv_and_json(qtbot, bridge: EngineBridge, runni
     assert len(json.loads(target.read_text())) == 31
 
 
-def test_export_dialog_is_opened_without_a_nested_loop(qtbot, bridge: EngineBridge, running: Engine) -> None:
+def test_export_dialog_is_opened_without_a_nested_loop(qtbot: Any, bridge: EngineBridge,
+                                                       running: Engine) -> None:
     panel = DeliveryLogPanel(bridge)
     qtbot.addWidget(panel)
     panel.choose_export_file()

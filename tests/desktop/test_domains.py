@@ -3,25 +3,28 @@ and the DNS records view marking each record present, missing or different again
 
 from __future__ import annotations
 
+from typing import Any
+
 from desktop_support import PASSWORD, on_engine
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QAbstractItemModel, Qt
 from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QWidget
 
 from desktop.bridge import EngineBridge
 from desktop.panels.domains import DomainsPanel
 from engine.runtime import Engine, EngineThread
 
 
-def rows(model) -> list[list[str]]:
+def rows(model: QAbstractItemModel) -> list[list[str]]:
     return [[model.index(r, c).data() for c in range(model.columnCount())] for r in range(model.rowCount())]
 
 
-def click(qtbot, button) -> None:
+def click(qtbot: Any, button: QWidget) -> None:
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
 
 
-def test_add_domain_account_alias_and_catch_all(qtbot, bridge: EngineBridge, running: Engine,
-                                                 engine_thread: EngineThread, qtmodeltester) -> None:
+def test_add_domain_account_alias_and_catch_all(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                 engine_thread: EngineThread, qtmodeltester: Any) -> None:
     panel = DomainsPanel(bridge)
     qtbot.addWidget(panel)
     panel.show()
@@ -54,7 +57,7 @@ def test_add_domain_account_alias_and_catch_all(qtbot, bridge: EngineBridge, run
     assert on_engine(engine_thread, running.directory.resolve, "anything@second.test") == ["bob@second.test"]
 
 
-def test_validation_messages_appear_in_place(qtbot, bridge: EngineBridge, running: Engine) -> None:
+def test_validation_messages_appear_in_place(qtbot: Any, bridge: EngineBridge, running: Engine) -> None:
     panel = DomainsPanel(bridge)
     qtbot.addWidget(panel)
     qtbot.waitUntil(lambda: panel.domain == "example.test", timeout=5000)
@@ -86,7 +89,7 @@ def test_validation_messages_appear_in_place(qtbot, bridge: EngineBridge, runnin
     assert panel.alias_message.property("kind") == "error"
 
 
-def test_reset_password_disable_and_remove_account(qtbot, bridge: EngineBridge, running: Engine,
+def test_reset_password_disable_and_remove_account(qtbot: Any, bridge: EngineBridge, running: Engine,
                                                    engine_thread: EngineThread) -> None:
     panel = DomainsPanel(bridge)
     qtbot.addWidget(panel)
@@ -109,7 +112,7 @@ def test_reset_password_disable_and_remove_account(qtbot, bridge: EngineBridge, 
     qtbot.waitUntil(lambda: rows(panel.accounts) == [], timeout=5000)
 
 
-def test_cli_changes_appear_without_a_click(qtbot, bridge: EngineBridge, running: Engine,
+def test_cli_changes_appear_without_a_click(qtbot: Any, bridge: EngineBridge, running: Engine,
                                             engine_thread: EngineThread) -> None:
     panel = DomainsPanel(bridge)
     qtbot.addWidget(panel)
@@ -118,7 +121,8 @@ def test_cli_changes_appear_without_a_click(qtbot, bridge: EngineBridge, running
     qtbot.waitUntil(lambda: "third.test" in panel.domains.stringList(), timeout=5000)
 
 
-def test_dns_records_are_checked_live(qtbot, bridge: EngineBridge, running: Engine, qtmodeltester) -> None:
+def test_dns_records_are_checked_live(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                      qtmodeltester: Any) -> None:
     panel = DomainsPanel(bridge)
     qtbot.addWidget(panel)
     qtbot.waitUntil(lambda: panel.domain == "example.test", timeout=5000)

@@ -3,6 +3,8 @@ inspected, bounced and deleted; the table follows the engine without polling."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import Qt
 
 from desktop.bridge import EngineBridge
@@ -26,7 +28,8 @@ def cell(panel: QueuePanel, queue_id: str, column: int) -> str:
 
 
 def test_unreachable_message_waits_with_its_reason_then_retry_and_delete(
-        qtbot, bridge: EngineBridge, running: Engine, engine_thread: EngineThread, qtmodeltester) -> None:
+        qtbot: Any, bridge: EngineBridge, running: Engine, engine_thread: EngineThread,
+        qtmodeltester: Any) -> None:
     panel = QueuePanel(bridge)
     qtbot.addWidget(panel)
     panel.show()
@@ -48,6 +51,7 @@ def test_unreachable_message_waits_with_its_reason_then_retry_and_delete(
 
     qtbot.mouseClick(panel.headers_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: panel.headers_dialog is not None, timeout=5000)
+    assert panel.headers_dialog is not None
     assert "Subject: stuck" in panel.headers_dialog.text.toPlainText()
     panel.headers_dialog.close()
 
@@ -60,7 +64,7 @@ def test_unreachable_message_waits_with_its_reason_then_retry_and_delete(
     assert running.queue.list() == []
 
 
-def test_bounce_several_selected_messages(qtbot, bridge: EngineBridge, running: Engine,
+def test_bounce_several_selected_messages(qtbot: Any, bridge: EngineBridge, running: Engine,
                                           engine_thread: EngineThread) -> None:
     panel = QueuePanel(bridge)
     qtbot.addWidget(panel)
@@ -77,7 +81,7 @@ def test_bounce_several_selected_messages(qtbot, bridge: EngineBridge, running: 
                     timeout=10000)
 
 
-def test_cancelling_the_question_deletes_nothing(qtbot, bridge: EngineBridge, running: Engine,
+def test_cancelling_the_question_deletes_nothing(qtbot: Any, bridge: EngineBridge, running: Engine,
                                                  engine_thread: EngineThread) -> None:
     panel = QueuePanel(bridge)
     qtbot.addWidget(panel)

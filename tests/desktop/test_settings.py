@@ -4,9 +4,13 @@ running engine, and the smarthost password never lands in postroom.toml."""
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
+import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLineEdit, QWidget
 
 from desktop.bridge import EngineBridge
 from desktop.panels.settings import SettingsPanel
@@ -14,16 +18,21 @@ from engine.config import load_config
 from engine.runtime import Engine
 
 
-def click(qtbot, button) -> None:
+def click(qtbot: Any, button: QWidget) -> None:
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
 
 
-def test_a_valid_change_is_saved_with_comments_and_applied(qtbot, bridge: EngineBridge, running: Engine,
+def text_field(panel: SettingsPanel, key: str) -> QLineEdit:
+    """The fields these tests read and type into are line edits (others are combo boxes)."""
+    return cast(QLineEdit, panel.fields[key])
+
+
+def test_a_valid_change_is_saved_with_comments_and_applied(qtbot: Any, bridge: EngineBridge, running: Engine,
                                                            data_dir: Path) -> None:
     panel = SettingsPanel(bridge)
     qtbot.addWidget(panel)
     qtbot.waitUntil(lambda: panel.loaded, timeout=5000)
-    assert panel.fields["hostname"].text() == "mx.postroom.test"
+    assert text_field(panel, "hostname").text() == "mx.postroom.test"
     field = panel.fields["limits.recipients"]
     field.clear()
     qtbot.keyClicks(field, "42")
@@ -36,37 +45,40 @@ def test_a_valid_change_is_saved_with_comments_and_applied(qtbot, bridge: Engine
     assert port != 0, "the listeners run again after the change"
 
 
-def test_a_mistake_is_named_in_place_and_nothing_is_saved(qtbot, bridge: EngineBridge, running: Engine,
+def test_a_mistake_is_named_in_place_and_nothing_is_saved(qtbot: Any, bridge: EngineBridge, running: Engine,
                                                           data_dir: Path) -> None:
     before = (data_dir / "postroom.toml").read_text()
     panel = SettingsPanel(bridge)
     qtbot.addWidget(panel)
     qtbot.waitUntil(lambda: panel.loaded, timeout=5000)
-    panel.fields["dns.timeout"].setText("soon")
+    text_field(panel, "dns.timeout").setText("soon")
     click(qtbot, panel.apply_button)
     qtbot.waitUntil(lambda: "dns.timeout" in panel.message.text(), timeout=5000)
     assert "duration" in panel.message.text()
     assert panel.message.property("kind") == "error"
     assert (data_dir / "postroom.toml").read_text() == before
 
-    panel.fields["dns.timeout"].setText("2s")
-    panel.fields["listen.smtp"].setText("nowhere")
+    text_field(panel, "dns.timeout").setText("2s")
+    text_field(panel, "listen.smtp").setText("nowhere")
     click(qtbot, panel.apply_button)
     qtbot.waitUntil(lambda: "listen.smtp" in panel.message.text(), timeout=5000)
     assert (data_dir / "postroom.toml").read_text() == before
 
 
-def test_smarthost_password_goes_to_a_0600_file_only_after_consent(qtbot, bridge: EngineBridge, running: Engine,
-                                                                   data_dir: Path, monkeypatch) -> None:
+def test_smarthost_password_goes_to_a_0600_file_only_after_consent(qtbot: Any, bridge: EngineBridge,
+                                                                   running: Engine, data_dir: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import keyring
+    from keyring.backend import KeyringBackend
     from keyring.backends import fail
 
-    monkeypatch.setattr(keyring, "get_keyring", lambda: fail.Keyring())   # a headless box: no Secret Service
+    no_keyring: Callable[[], KeyringBackend] = fail.Keyring     # keyring's constructors are unannotated
+    monkeypatch.setattr(keyring, "get_keyring", lambda: no_keyring())   # a headless box: no Secret Service
     panel = SettingsPanel(bridge)
     qtbot.addWidget(panel)
     qtbot.waitUntil(lambda: panel.loaded, timeout=5000)
-    panel.fields["delivery.smarthost"].setText("127.0.0.1:2587")
-    panel.fields["delivery.smarthost_username"].setText("relay-user")
+    text_field(panel, "delivery.smarthost").setText("127.0.0.1:2587")
+    text_field(panel, "delivery.smarthost_username").setText("relay-user")
     qtbot.keyClicks(panel.smarthost_password, "s3cret-relay")
     click(qtbot, panel.apply_button)
     qtbot.waitUntil(lambda: panel.consent_box is not None, timeout=10000)

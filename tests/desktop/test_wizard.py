@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from desktop_support import PASSWORD, on_engine
 from PySide6.QtCore import Qt
@@ -14,12 +15,12 @@ from engine.config import load_config
 from engine.runtime import EngineThread
 
 
-def next_page(qtbot, wizard: SetupWizard) -> None:
+def next_page(qtbot: Any, wizard: SetupWizard) -> None:
     qtbot.mouseClick(wizard.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
 
 
-def test_wizard_creates_domain_account_and_settings(qtbot, bridge: EngineBridge, engine_thread: EngineThread,
-                                                   data_dir: Path) -> None:
+def test_wizard_creates_domain_account_and_settings(qtbot: Any, bridge: EngineBridge,
+                                                    engine_thread: EngineThread, data_dir: Path) -> None:
     wizard = SetupWizard(bridge)
     qtbot.addWidget(wizard)
     wizard.show()
@@ -69,7 +70,7 @@ def test_wizard_creates_domain_account_and_settings(qtbot, bridge: EngineBridge,
     assert "# written by the desktop tests" in text, "the settings file keeps its comments"
 
 
-def test_wizard_refuses_a_bad_domain_in_words(qtbot, bridge: EngineBridge) -> None:
+def test_wizard_refuses_a_bad_domain_in_words(qtbot: Any, bridge: EngineBridge) -> None:
     wizard = SetupWizard(bridge)
     qtbot.addWidget(wizard)
     wizard.show()

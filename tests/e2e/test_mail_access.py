@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -123,7 +124,7 @@ def test_imaplib_over_starttls_searches_fetches_and_flags(mailhost: Mailhost) ->
         typ, data = imap.uid("SEARCH", "SUBJECT", "second")
         assert data == [b"2"]
         typ, data = imap.uid("FETCH", "2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] RFC822.SIZE)")
-        assert typ == "OK" and b"Subject: second message" in data[0][1]
+        assert typ == "OK" and b"Subject: second message" in cast(tuple[bytes, bytes], data[0])[1]
         typ, data = imap.uid("STORE", "2", "+FLAGS", r"(\Flagged)")
         assert typ == "OK"
         typ, data = imap.uid("SEARCH", "FLAGGED")

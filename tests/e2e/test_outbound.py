@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -125,7 +125,7 @@ def delivery_reports(data: Path, address: str) -> list[email.message.Message]:
     """The message/delivery-status parts of the DSNs in a local mailbox."""
     user, domain = address.split("@")
     box = data / "mail" / domain / user
-    reports = []
+    reports: list[email.message.Message] = []
     for path in sorted([*box.joinpath("new").iterdir(), *box.joinpath("cur").iterdir()]):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         assert message.get_content_type() == "multipart/report", f"not a DSN: {message['Subject']}"
@@ -137,7 +137,7 @@ def reported_failures(data: Path, address: str) -> dict[str, list[str]]:
     """Final-Recipient -> the Status of each per-recipient block reporting it, across all DSNs."""
     found: dict[str, list[str]] = {}
     for report in delivery_reports(data, address):
-        blocks = report.get_payload()
+        blocks = cast(list[email.message.Message], report.get_payload())
         assert isinstance(blocks, list)
         for block in blocks[1:]:                                    # RFC 3464 §2.1: per-message first
             if block["Action"] == "failed":
@@ -158,7 +158,7 @@ def check_dsns(data: Path, item_subject: str) -> None:
         parts = list(dsn.iter_parts())
         assert [p.get_content_type() for p in parts] == ["text/plain", "message/delivery-status",
                                                          "text/rfc822-headers"]        # RFC 6522 §3
-        status = parts[1].get_payload()
+        status = cast(list[email.message.Message], parts[1].get_payload())
         assert isinstance(status, list) and status[0]["Reporting-MTA"] == "dns; mx.example.test"
         for block in status[1:]:
             recipient = str(block["Final-Recipient"]).split(";", 1)[1].strip()

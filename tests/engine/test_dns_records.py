@@ -68,7 +68,7 @@ class _Zone(BaseResolver):  # type: ignore[misc]
         return reply
 
 
-class _Quiet(DNSLogger):
+class _Quiet(DNSLogger):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__(log="-recv,-send,-request,-reply,-truncated,-error,-data", prefix=False)
 

@@ -21,7 +21,8 @@ def refuses(address: tuple[str, int]) -> bool:
 
 
 def test_shutdown_during_start_closes_the_listeners_that_start_bound(tmp_path: Path) -> None:
-    listen = {"smtp": ListenAddress("127.0.0.1", 0), "submission": ListenAddress("127.0.0.1", 0)}
+    listen: dict[str, ListenAddress | None] = {"smtp": ListenAddress("127.0.0.1", 0),
+                                               "submission": ListenAddress("127.0.0.1", 0)}
     engine = Engine(tmp_path, listen=listen)
     runner = EngineThread(engine)
     first_bound = threading.Event()

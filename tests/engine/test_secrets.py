@@ -12,8 +12,9 @@ import json
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import keyring
 import keyring.backend
@@ -25,6 +26,17 @@ from keyring.compat import properties
 from engine.config import Config, ListenAddress, parse_config
 from engine.secrets import SECRETS_FILE, SMARTHOST_PASSWORD, KeyringUnavailable, SecretStore, with_secrets
 
+BackendT = TypeVar("BackendT", bound=keyring.backend.KeyringBackend)
+
+# keyring's own backends have unannotated constructors; this gives the no-keyring one a type.
+fail_keyring: Callable[[], keyring.backend.KeyringBackend] = keyring.backends.fail.Keyring
+
+
+class UseKeyring(Protocol):
+    """The `use_keyring` fixture: makes `backend` keyring's backend and hands it back."""
+
+    def __call__(self, backend: BackendT, /) -> BackendT: ...
+
 
 class MemoryBackend(keyring.backend.KeyringBackend):
     """Secrets in a dict.  Its priority refuses, so keyring never picks it on its own elsewhere."""
@@ -34,7 +46,7 @@ class MemoryBackend(keyring.backend.KeyringBackend):
         raise RuntimeError("test backend: only used when set explicitly")
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # keyring leaves it unannotated
         self.items: dict[tuple[str, str], str] = {}
 
     def get_password(self, service: str, username: str) -> str | None:
@@ -56,7 +68,7 @@ class HangingBackend(keyring.backend.KeyringBackend):
         raise RuntimeError("test backend: only used when set explicitly")
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # keyring leaves it unannotated
         self.release = threading.Event()
         self.entered = threading.Event()
 
@@ -76,12 +88,12 @@ class HangingBackend(keyring.backend.KeyringBackend):
 
 
 @pytest.fixture
-def use_keyring() -> Iterator[object]:
+def use_keyring() -> Iterator[UseKeyring]:
     """Sets keyring's process-wide backend for one test and puts the previous one back."""
     previous = keyring.get_keyring()
     chosen: list[keyring.backend.KeyringBackend] = []
 
-    def choose(backend: keyring.backend.KeyringBackend) -> keyring.backend.KeyringBackend:
+    def choose(backend: BackendT, /) -> BackendT:
         keyring.set_keyring(backend)
         chosen.append(backend)
         return backend
@@ -100,7 +112,8 @@ def file_of(data_dir: Path) -> Path:
 # --- a working keyring -------------------------------------------------------------------------------
 
 
-def test_a_working_keyring_holds_the_secret_and_no_file_is_written(tmp_path: Path, use_keyring) -> None:
+def test_a_working_keyring_holds_the_secret_and_no_file_is_written(tmp_path: Path,
+                                                                   use_keyring: UseKeyring) -> None:
     backend = use_keyring(MemoryBackend())
     store = SecretStore(tmp_path)
     assert store.keyring_status() == ""
@@ -113,7 +126,7 @@ def test_a_working_keyring_holds_the_secret_and_no_file_is_written(tmp_path: Pat
     store.delete(SMARTHOST_PASSWORD)            # deleting what is not there is not an error
 
 
-def test_two_data_directories_do_not_share_secrets(tmp_path: Path, use_keyring) -> None:
+def test_two_data_directories_do_not_share_secrets(tmp_path: Path, use_keyring: UseKeyring) -> None:
     use_keyring(MemoryBackend())
     first, second = SecretStore(tmp_path / "one"), SecretStore(tmp_path / "two")
     first.set("name", "first value")
@@ -122,8 +135,8 @@ def test_two_data_directories_do_not_share_secrets(tmp_path: Path, use_keyring) 
     assert first.get("name") == "first value"
 
 
-def test_a_secret_moved_into_the_keyring_leaves_the_file(tmp_path: Path, use_keyring) -> None:
-    use_keyring(keyring.backends.fail.Keyring())
+def test_a_secret_moved_into_the_keyring_leaves_the_file(tmp_path: Path, use_keyring: UseKeyring) -> None:
+    use_keyring(fail_keyring())
     SecretStore(tmp_path).set("a", "in the file", allow_file=True)
     SecretStore(tmp_path).set("b", "also in the file", allow_file=True)
     use_keyring(MemoryBackend())
@@ -137,8 +150,8 @@ def test_a_secret_moved_into_the_keyring_leaves_the_file(tmp_path: Path, use_key
 # --- no keyring --------------------------------------------------------------------------------------
 
 
-def test_without_a_keyring_set_refuses_and_writes_nothing(tmp_path: Path, use_keyring) -> None:
-    use_keyring(keyring.backends.fail.Keyring())
+def test_without_a_keyring_set_refuses_and_writes_nothing(tmp_path: Path, use_keyring: UseKeyring) -> None:
+    use_keyring(fail_keyring())
     store = SecretStore(tmp_path)
     assert "no system keyring is available" in store.keyring_status()
     with pytest.raises(KeyringUnavailable, match="no system keyring is available"):
@@ -147,8 +160,9 @@ def test_without_a_keyring_set_refuses_and_writes_nothing(tmp_path: Path, use_ke
     assert store.get(SMARTHOST_PASSWORD) is None, "a missing keyring is not an error when reading"
 
 
-def test_with_consent_the_secret_goes_to_a_file_only_its_owner_can_read(tmp_path: Path, use_keyring) -> None:
-    use_keyring(keyring.backends.fail.Keyring())
+def test_with_consent_the_secret_goes_to_a_file_only_its_owner_can_read(tmp_path: Path,
+                                                                         use_keyring: UseKeyring) -> None:
+    use_keyring(fail_keyring())
     store = SecretStore(tmp_path / "data")
     assert store.set(SMARTHOST_PASSWORD, "s3cret", allow_file=True) == "file"
     path = file_of(tmp_path / "data")
@@ -160,10 +174,10 @@ def test_with_consent_the_secret_goes_to_a_file_only_its_owner_can_read(tmp_path
     assert not path.exists()
 
 
-def test_the_file_is_0600_even_under_a_permissive_umask(tmp_path: Path, use_keyring) -> None:
+def test_the_file_is_0600_even_under_a_permissive_umask(tmp_path: Path, use_keyring: UseKeyring) -> None:
     import os
 
-    use_keyring(keyring.backends.fail.Keyring())
+    use_keyring(fail_keyring())
     old = os.umask(0)
     try:
         SecretStore(tmp_path).set("x", "y", allow_file=True)
@@ -175,7 +189,7 @@ def test_the_file_is_0600_even_under_a_permissive_umask(tmp_path: Path, use_keyr
 # --- a hanging keyring -------------------------------------------------------------------------------
 
 
-def test_a_hanging_keyring_is_given_up_on_after_the_timeout(tmp_path: Path, use_keyring) -> None:
+def test_a_hanging_keyring_is_given_up_on_after_the_timeout(tmp_path: Path, use_keyring: UseKeyring) -> None:
     backend = use_keyring(HangingBackend())
     store = SecretStore(tmp_path, timeout=0.2)
     started = time.monotonic()
@@ -196,7 +210,7 @@ def test_a_hanging_keyring_is_given_up_on_after_the_timeout(tmp_path: Path, use_
 # --- filling in the settings -------------------------------------------------------------------------
 
 
-def test_with_secrets_fills_in_the_smarthost_password(tmp_path: Path, use_keyring) -> None:
+def test_with_secrets_fills_in_the_smarthost_password(tmp_path: Path, use_keyring: UseKeyring) -> None:
     use_keyring(MemoryBackend())
     store = SecretStore(tmp_path)
     plain = Config(data_dir=tmp_path)

@@ -9,11 +9,13 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QTreeView
 
+from desktop.bridge import EngineBridge
 from desktop.models.messages import MAX_CACHED_PAGES, PAGE_SIZE, MessageListModel
 from engine.store import MailStore
 from engine.store import index as store_index
@@ -57,10 +59,11 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailStore]:
 
 
 def subject(model: MessageListModel, row: int) -> str:
-    return model.index(row, MessageListModel.SUBJECT).data()
+    return cast(str, model.index(row, MessageListModel.SUBJECT).data())
 
 
-def test_a_100000_message_folder_is_fetched_lazily(qtbot, bridge, big_store: MailStore) -> None:
+def test_a_100000_message_folder_is_fetched_lazily(qtbot: Any, bridge: EngineBridge,
+                                                   big_store: MailStore) -> None:
     mailbox = big_store.mailbox(ADDRESS)
     model = MessageListModel(bridge)
     view = QTreeView()
@@ -102,7 +105,8 @@ def test_a_100000_message_folder_is_fetched_lazily(qtbot, bridge, big_store: Mai
     assert model.rowCount() == N
 
 
-def test_unread_rows_are_bold_and_attachments_marked(qtbot, bridge, big_store: MailStore) -> None:
+def test_unread_rows_are_bold_and_attachments_marked(qtbot: Any, bridge: EngineBridge,
+                                                     big_store: MailStore) -> None:
     model = MessageListModel(bridge)
     with qtbot.waitSignal(model.loaded, timeout=10000):
         model.open(big_store.mailbox(ADDRESS), "INBOX")

@@ -4,6 +4,8 @@ deleting to Trash and then for good, folders, search, threads, keyboard, and the
 from __future__ import annotations
 
 import imaplib
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import viewer_samples as samples
@@ -12,8 +14,11 @@ from desktop_support import PASSWORD, on_engine
 from PySide6.QtCore import QModelIndex, Qt
 from viewer_driver import ALICE, WAIT, deliver, make_panel, open_account, rows, select_subject, wait_rows
 
+from desktop.bridge import EngineBridge
 from desktop.models.messages import MessageListModel
+from desktop.panels.mailbox_viewer import MailboxViewerPanel
 from engine.interfaces import FLAGGED, SEEN
+from engine.runtime import Engine, EngineThread
 
 
 def message(subject: str, *, msgid: str = "", in_reply_to: str = "", body: str = "Hello.") -> bytes:
@@ -24,16 +29,17 @@ def message(subject: str, *, msgid: str = "", in_reply_to: str = "", body: str =
     return ("\r\n".join(headers) + f"\r\n\r\n{body}\r\n").encode()
 
 
-def opened(qtbot, bridge, running, tmp_path, backend, *messages: bytes):
+def opened(qtbot: Any, bridge: EngineBridge, running: Engine, tmp_path: Path, backend: Any,
+           *messages: bytes) -> MailboxViewerPanel:
     for data in messages:
         deliver(running, data)
-    panel = make_panel(qtbot, bridge, tmp_path, backend)
+    panel: MailboxViewerPanel = make_panel(qtbot, bridge, tmp_path, backend)
     open_account(qtbot, panel, PASSWORD)
     wait_rows(qtbot, panel, len(messages))
     return panel
 
 
-def imap(engine) -> imaplib.IMAP4:
+def imap(engine: Engine) -> imaplib.IMAP4:
     host, port = engine.address_of("imap")
     client = imaplib.IMAP4(host, port, timeout=10)
     client.login(ALICE, PASSWORD)
@@ -45,14 +51,15 @@ def imap_flags(client: imaplib.IMAP4, subject: str) -> str:
     _typ, data = client.uid("SEARCH", "SUBJECT", f'"{subject}"')
     uid = data[0].split()[0]
     _typ, fetched = client.uid("FETCH", uid, "(FLAGS)")
-    return fetched[0].decode()
+    return cast(bytes, fetched[0]).decode()
 
 
-def flag_cell(panel, subject: str) -> str:
+def flag_cell(panel: MailboxViewerPanel, subject: str) -> str:
     return panel.list_model.index(rows(panel).index(subject), MessageListModel.FLAG).data() or ""
 
 
-def test_reading_marks_seen_and_a_flag_set_here_is_seen_over_imap(qtbot, bridge, running, tmp_path,
+def test_reading_marks_seen_and_a_flag_set_here_is_seen_over_imap(qtbot: Any, bridge: EngineBridge,
+                                                                  running: Engine, tmp_path: Path,
                                                                   keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("one"), message("two"))
     select_subject(qtbot, panel, "one")
@@ -67,7 +74,8 @@ def test_reading_marks_seen_and_a_flag_set_here_is_seen_over_imap(qtbot, bridge,
         client.logout()
 
 
-def test_a_flag_set_over_imap_shows_up_without_a_refresh(qtbot, bridge, running, tmp_path,
+def test_a_flag_set_over_imap_shows_up_without_a_refresh(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                         tmp_path: Path,
                                                          keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("from imap"))
     assert flag_cell(panel, "from imap") == ""
@@ -82,8 +90,8 @@ def test_a_flag_set_over_imap_shows_up_without_a_refresh(qtbot, bridge, running,
     assert index.data(Qt.ItemDataRole.FontRole) is None            # no longer bold: read elsewhere
 
 
-def test_new_mail_appears_and_folder_counts_follow(qtbot, bridge, running, tmp_path,
-                                                   keyring_backend: MemoryKeyring) -> None:
+def test_new_mail_appears_and_folder_counts_follow(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                   tmp_path: Path, keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("first"))
     deliver(running, message("second"))
     qtbot.waitUntil(lambda: sorted(rows(panel)) == ["first", "second"], timeout=WAIT)
@@ -91,7 +99,8 @@ def test_new_mail_appears_and_folder_counts_follow(qtbot, bridge, running, tmp_p
     qtbot.waitUntil(lambda: inbox.data() == "Inbox (2)", timeout=WAIT)
 
 
-def test_delete_moves_to_trash_and_from_trash_deletes_for_good(qtbot, bridge, running, tmp_path,
+def test_delete_moves_to_trash_and_from_trash_deletes_for_good(qtbot: Any, bridge: EngineBridge,
+                                                               running: Engine, tmp_path: Path,
                                                                keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("doomed"), message("kept"))
     select_subject(qtbot, panel, "doomed")
@@ -105,14 +114,15 @@ def test_delete_moves_to_trash_and_from_trash_deletes_for_good(qtbot, bridge, ru
     select_subject(qtbot, panel, "doomed")
     panel.delete_selected()
     qtbot.waitUntil(lambda: panel.question is not None and panel.question.isVisible(), timeout=WAIT)
+    assert panel.question is not None
     assert "for good" in panel.question.text()
     panel.question_yes.click()
     qtbot.waitUntil(lambda: panel.list_model.rowCount() == 0, timeout=WAIT)
     assert running.store.mailbox(ALICE).status("Trash").messages == 0
 
 
-def test_dragging_messages_onto_a_folder_moves_them(qtbot, bridge, running, tmp_path,
-                                                    keyring_backend: MemoryKeyring) -> None:
+def test_dragging_messages_onto_a_folder_moves_them(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                    tmp_path: Path, keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("to archive"), message("stays"))
     row = rows(panel).index("to archive")
     drag = panel.list_model.mimeData([panel.list_model.index(row, MessageListModel.SUBJECT)])
@@ -125,12 +135,13 @@ def test_dragging_messages_onto_a_folder_moves_them(qtbot, bridge, running, tmp_
     assert running.store.mailbox(ALICE).status("Archive").messages == 1
 
 
-def test_folders_are_created_renamed_and_deleted(qtbot, bridge, running, tmp_path,
-                                                 keyring_backend: MemoryKeyring) -> None:
+def test_folders_are_created_renamed_and_deleted(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                 tmp_path: Path, keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("x"))
 
     def answer(text: str) -> None:
         qtbot.waitUntil(lambda: panel.input_dialog is not None and panel.input_dialog.isVisible(), timeout=WAIT)
+        assert panel.input_dialog is not None
         panel.input_dialog.setTextValue(text)
         panel.input_dialog.accept()
 
@@ -151,8 +162,8 @@ def test_folders_are_created_renamed_and_deleted(qtbot, bridge, running, tmp_pat
     assert "Projects/Done" not in names and "Projects" in names
 
 
-def test_search_finds_sender_subject_and_body(qtbot, bridge, running, tmp_path,
-                                              keyring_backend: MemoryKeyring) -> None:
+def test_search_finds_sender_subject_and_body(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                              tmp_path: Path, keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("alpha"),
                    message("beta", body="the secret word is marmalade"), samples.latin1())
     qtbot.keySequence(panel, "Ctrl+F")
@@ -168,7 +179,8 @@ def test_search_finds_sender_subject_and_body(qtbot, bridge, running, tmp_path,
     qtbot.waitUntil(lambda: len(rows(panel)) == 3, timeout=WAIT)
 
 
-def test_threads_indent_replies(qtbot, bridge, running, tmp_path, keyring_backend: MemoryKeyring) -> None:
+def test_threads_indent_replies(qtbot: Any, bridge: EngineBridge, running: Engine, tmp_path: Path,
+                                keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("question", msgid="q"),
                    message("Re: question", msgid="a", in_reply_to="q"), message("other", msgid="o"))
     panel.threads_box.setChecked(True)
@@ -177,7 +189,8 @@ def test_threads_indent_replies(qtbot, bridge, running, tmp_path, keyring_backen
     assert shown.index("    ↳ Re: question") == shown.index("question") + 1
 
 
-def test_keyboard_j_and_k_walk_the_list(qtbot, bridge, running, tmp_path, keyring_backend: MemoryKeyring) -> None:
+def test_keyboard_j_and_k_walk_the_list(qtbot: Any, bridge: EngineBridge, running: Engine, tmp_path: Path,
+                                        keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("a"), message("b"), message("c"))
     order = rows(panel)
     select_subject(qtbot, panel, order[0])
@@ -192,8 +205,8 @@ def test_keyboard_j_and_k_walk_the_list(qtbot, bridge, running, tmp_path, keyrin
     assert panel.list_view.currentIndex().row() == 1
 
 
-def test_send_test_message_through_submission_arrives(qtbot, bridge, running, tmp_path,
-                                                      keyring_backend: MemoryKeyring) -> None:
+def test_send_test_message_through_submission_arrives(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                      tmp_path: Path, keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("already here"))
     panel.open_send_test()
     dialog = panel.send_dialog
@@ -207,11 +220,14 @@ def test_send_test_message_through_submission_arrives(qtbot, bridge, running, tm
 
 @pytest.mark.parametrize("engine_thread", [{k: v for k, v in VIEWER_LISTEN.items() if k != "submission"}],
                          indirect=True)
-def test_send_test_message_without_submission_uses_the_engine(qtbot, bridge, running, engine_thread, tmp_path,
+def test_send_test_message_without_submission_uses_the_engine(qtbot: Any, bridge: EngineBridge,
+                                                              running: Engine, engine_thread: EngineThread,
+                                                              tmp_path: Path,
                                                               keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("already here"))
     panel.open_send_test()
     dialog = panel.send_dialog
+    assert dialog is not None
     dialog.send_button.click()
     qtbot.waitUntil(lambda: dialog.send_button.isEnabled(), timeout=WAIT)
     assert "submission service is off" in dialog.message.text() and ALICE in dialog.message.text()
@@ -230,8 +246,8 @@ def test_send_test_message_without_submission_uses_the_engine(qtbot, bridge, run
     assert dialog.message.text().startswith("Not sent:") and "no account or alias" in dialog.message.text()
 
 
-def test_models_pass_the_model_tester(qtbot, bridge, running, tmp_path, keyring_backend: MemoryKeyring,
-                                      qtmodeltester) -> None:
+def test_models_pass_the_model_tester(qtbot: Any, bridge: EngineBridge, running: Engine, tmp_path: Path,
+                                      keyring_backend: MemoryKeyring, qtmodeltester: Any) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("m1"), samples.with_attachments())
     qtmodeltester.check(panel.list_model)
     qtmodeltester.check(panel.folder_model)
@@ -241,8 +257,9 @@ def test_models_pass_the_model_tester(qtbot, bridge, running, tmp_path, keyring_
     assert all(SEEN not in f and FLAGGED not in f for f in flags.values())
 
 
-def test_reply_is_sent_filed_in_sent_and_marks_the_original_answered(qtbot, bridge, running, tmp_path,
-                                                                    keyring_backend: MemoryKeyring) -> None:
+def test_reply_is_sent_filed_in_sent_and_marks_the_original_answered(qtbot: Any, bridge: EngineBridge,
+                                                                     running: Engine, tmp_path: Path,
+                                                                     keyring_backend: MemoryKeyring) -> None:
     note = (f"From: Alice <{ALICE}>\r\nTo: {ALICE}\r\nSubject: note to self\r\n"
             "Date: Tue, 02 Jan 2024 09:00:00 +0000\r\nMessage-ID: <self@example.test>\r\n\r\nremember the milk\r\n")
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, note.encode())
@@ -265,8 +282,8 @@ def test_reply_is_sent_filed_in_sent_and_marks_the_original_answered(qtbot, brid
     assert reply.in_reply_to == "<self@example.test>"
 
 
-def test_compose_refuses_a_bad_address_and_stays_open(qtbot, bridge, running, tmp_path,
-                                                      keyring_backend: MemoryKeyring) -> None:
+def test_compose_refuses_a_bad_address_and_stays_open(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                      tmp_path: Path, keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("x"))
     dialog = panel.compose_new()
     assert dialog is not None
@@ -276,8 +293,8 @@ def test_compose_refuses_a_bad_address_and_stays_open(qtbot, bridge, running, tm
     assert dialog.isVisible() and "not an email address" in dialog.message.text()
 
 
-def test_sorting_by_subject_and_unsortable_columns(qtbot, bridge, running, tmp_path,
-                                                   keyring_backend: MemoryKeyring) -> None:
+def test_sorting_by_subject_and_unsortable_columns(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                   tmp_path: Path, keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, message("banana"), message("apple"),
                    message("cherry"))
     header = panel.list_view.header()

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from conftest import MemoryKeyring
 from desktop_support import PASSWORD
+from keyring.backend import KeyringBackend
 from keyring.backends.fail import Keyring as NoKeyring
 from PySide6.QtWidgets import QMessageBox
 from viewer_driver import ALICE, WAIT, make_panel, open_account
 
+from desktop.bridge import EngineBridge
 from desktop.viewer.accounts import secret_name
+from engine.runtime import Engine, EngineThread
 
 
-def test_wrong_password_is_refused_then_the_right_one_opens(qtbot, bridge, running, tmp_path,
-                                                           keyring_backend: MemoryKeyring) -> None:
+def test_wrong_password_is_refused_then_the_right_one_opens(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                            tmp_path: Path,
+                                                            keyring_backend: MemoryKeyring) -> None:
     panel = make_panel(qtbot, bridge, tmp_path, keyring_backend)
     assert not panel.send_test_button.isEnabled()
     panel.open_account(ALICE)
@@ -31,8 +38,8 @@ def test_wrong_password_is_refused_then_the_right_one_opens(qtbot, bridge, runni
     assert panel.send_test_button.isEnabled()
 
 
-def test_a_remembered_password_opens_without_asking(qtbot, bridge, running, tmp_path,
-                                                   keyring_backend: MemoryKeyring) -> None:
+def test_a_remembered_password_opens_without_asking(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                    tmp_path: Path, keyring_backend: MemoryKeyring) -> None:
     panel = make_panel(qtbot, bridge, tmp_path, keyring_backend)
     open_account(qtbot, panel, PASSWORD, remember=True)
     qtbot.waitUntil(lambda: "system keyring" in panel.message.text(), timeout=WAIT)
@@ -47,8 +54,10 @@ def test_a_remembered_password_opens_without_asking(qtbot, bridge, running, tmp_
     qtbot.waitUntil(lambda: keyring_backend.items == {}, timeout=WAIT)
 
 
-def test_without_a_keyring_a_file_is_used_only_after_asking(qtbot, bridge, running, tmp_path) -> None:
-    panel = make_panel(qtbot, bridge, tmp_path, NoKeyring())
+def test_without_a_keyring_a_file_is_used_only_after_asking(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                            tmp_path: Path) -> None:
+    no_keyring: Callable[[], KeyringBackend] = NoKeyring     # keyring's constructors are unannotated
+    panel = make_panel(qtbot, bridge, tmp_path, no_keyring())
     open_account(qtbot, panel, PASSWORD, remember=True)
     qtbot.waitUntil(lambda: panel.question is not None and panel.question.isVisible(), timeout=WAIT)
     box: QMessageBox = panel.question
@@ -61,7 +70,8 @@ def test_without_a_keyring_a_file_is_used_only_after_asking(qtbot, bridge, runni
     assert panel.secrets.get(secret_name(ALICE)) == PASSWORD
 
 
-def test_an_account_added_later_appears_and_the_hint_goes(qtbot, bridge, engine_thread, tmp_path,
+def test_an_account_added_later_appears_and_the_hint_goes(qtbot: Any, bridge: EngineBridge,
+                                                          engine_thread: EngineThread, tmp_path: Path,
                                                           keyring_backend: MemoryKeyring) -> None:
     from desktop_support import on_engine
     from PySide6.QtCore import QSettings

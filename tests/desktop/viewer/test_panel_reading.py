@@ -4,7 +4,9 @@ saved byte for byte under plain names, bounces explained, screenshots for a pers
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
+import pytest
 import viewer_samples as samples
 from conftest import MemoryKeyring, RecordingHTTPServer
 from desktop_support import PASSWORD, on_engine
@@ -13,27 +15,33 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWebEngineCore import QWebEngineScript
 from viewer_driver import ALICE, WAIT, deliver, make_panel, open_account, select_subject, wait_rows
 
+from desktop.bridge import EngineBridge
+from desktop.panels.mailbox_viewer import MailboxViewerPanel
 from desktop.viewer.reading import ReadingPane
+from desktop.viewer.webview import MessageWebView
+from engine.runtime import Engine, EngineThread
 
 
-def js(qtbot, panel, script: str):
-    box: list = []
-    panel.reading.web.page().runJavaScript(script, QWebEngineScript.ScriptWorldId.ApplicationWorld, box.append)
+def js(qtbot: Any, panel: MailboxViewerPanel, script: str) -> Any:
+    box: list[Any] = []
+    web = cast(MessageWebView, panel.reading.web)      # js() is only called once an HTML body is shown
+    web.page().runJavaScript(script, QWebEngineScript.ScriptWorldId.ApplicationWorld, box.append)
     qtbot.waitUntil(lambda: bool(box), timeout=WAIT)
     return box[0]
 
 
-def opened(qtbot, bridge, running, tmp_path, backend, *messages: bytes):
+def opened(qtbot: Any, bridge: EngineBridge, running: Engine, tmp_path: Path, backend: Any,
+           *messages: bytes) -> MailboxViewerPanel:
     for data in messages:
         deliver(running, data)
-    panel = make_panel(qtbot, bridge, tmp_path, backend)
+    panel: MailboxViewerPanel = make_panel(qtbot, bridge, tmp_path, backend)
     open_account(qtbot, panel, PASSWORD)
     wait_rows(qtbot, panel, len(messages))
     return panel
 
 
-def test_charsets_and_encodings_are_decoded(qtbot, bridge, running, tmp_path, keyring_backend: MemoryKeyring,
-                                            screenshots_dir: Path) -> None:
+def test_charsets_and_encodings_are_decoded(qtbot: Any, bridge: EngineBridge, running: Engine, tmp_path: Path,
+                                            keyring_backend: MemoryKeyring, screenshots_dir: Path) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend,
                    samples.plain_text(), samples.latin1(), samples.koi8r())
     select_subject(qtbot, panel, "Café crème")
@@ -55,8 +63,8 @@ def test_charsets_and_encodings_are_decoded(qtbot, bridge, running, tmp_path, ke
     assert "=C3=BC" in panel.reading.source_view.toPlainText() or "Gr=C3=BC" in panel.reading.source_view.toPlainText()
 
 
-def test_newsletter_loads_nothing_remote_and_runs_no_script(qtbot, bridge, running, tmp_path,
-                                                            keyring_backend: MemoryKeyring,
+def test_newsletter_loads_nothing_remote_and_runs_no_script(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                            tmp_path: Path, keyring_backend: MemoryKeyring,
                                                             http_server: RecordingHTTPServer,
                                                             screenshots_dir: Path) -> None:
     remote = http_server.url("/img.png")
@@ -82,8 +90,9 @@ def test_newsletter_loads_nothing_remote_and_runs_no_script(qtbot, bridge, runni
     assert not reading.remote_bar.isVisible()
 
 
-def test_always_for_this_sender_is_remembered(qtbot, bridge, running, tmp_path, keyring_backend: MemoryKeyring,
-                                             http_server: RecordingHTTPServer) -> None:
+def test_always_for_this_sender_is_remembered(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                              tmp_path: Path, keyring_backend: MemoryKeyring,
+                                              http_server: RecordingHTTPServer) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, samples.newsletter(http_server.url("/a.png")))
     select_subject(qtbot, panel, "Our weekly newsletter")
     panel.reading.load_always_button.click()
@@ -92,8 +101,9 @@ def test_always_for_this_sender_is_remembered(qtbot, bridge, running, tmp_path, 
     assert not panel._remote_allowed_for("other@shop.test")
 
 
-def test_links_open_in_the_system_browser_only(qtbot, bridge, running, tmp_path, keyring_backend,
-                                               monkeypatch) -> None:
+def test_links_open_in_the_system_browser_only(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                               tmp_path: Path, keyring_backend: MemoryKeyring,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     opened_urls: list[str] = []
     monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(lambda url: opened_urls.append(url.toString())))
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, samples.plain_text())
@@ -103,8 +113,8 @@ def test_links_open_in_the_system_browser_only(qtbot, bridge, running, tmp_path,
     assert "not opened" in panel.message.text()
 
 
-def test_attachments_save_byte_identical_under_plain_names(qtbot, bridge, running, tmp_path,
-                                                           keyring_backend: MemoryKeyring,
+def test_attachments_save_byte_identical_under_plain_names(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                           tmp_path: Path, keyring_backend: MemoryKeyring,
                                                            screenshots_dir: Path) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, samples.with_attachments())
     select_subject(qtbot, panel, "The report you asked for")
@@ -122,6 +132,7 @@ def test_attachments_save_byte_identical_under_plain_names(qtbot, bridge, runnin
         panel.save_attachment(attachment)
         qtbot.waitUntil(lambda: panel.file_dialog is not None and panel.file_dialog.isVisible(), timeout=WAIT)
         dialog = panel.file_dialog
+        assert dialog is not None
         dialog.setDirectory(str(target))
         dialog.selectFile(attachment.save_name)
         assert Path(dialog.selectedFiles()[0]).name == expected_name
@@ -133,7 +144,8 @@ def test_attachments_save_byte_identical_under_plain_names(qtbot, bridge, runnin
     assert not (tmp_path / ".bashrc").exists() and not (Path.home() / ".bashrc.postroom-partial").exists()
 
 
-def test_save_all_never_overwrites(qtbot, bridge, running, tmp_path, keyring_backend: MemoryKeyring) -> None:
+def test_save_all_never_overwrites(qtbot: Any, bridge: EngineBridge, running: Engine, tmp_path: Path,
+                                   keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, samples.with_attachments())
     select_subject(qtbot, panel, "The report you asked for")
     target = tmp_path / "all"
@@ -141,6 +153,7 @@ def test_save_all_never_overwrites(qtbot, bridge, running, tmp_path, keyring_bac
     (target / "report.pdf").write_bytes(b"older file")
     panel.save_all_attachments()
     qtbot.waitUntil(lambda: panel.file_dialog is not None and panel.file_dialog.isVisible(), timeout=WAIT)
+    assert panel.file_dialog is not None
     panel.file_dialog.fileSelected.emit(str(target))
     qtbot.waitUntil(lambda: "Saved 3 attachments" in panel.message.text(), timeout=WAIT)
     assert sorted(p.name for p in target.iterdir()) == ["bashrc", "invoicefdp.exe", "report (2).pdf", "report.pdf"]
@@ -149,8 +162,8 @@ def test_save_all_never_overwrites(qtbot, bridge, running, tmp_path, keyring_bac
     assert (target / "invoicefdp.exe").exists() and (target / "bashrc").exists()
 
 
-def test_a_bounce_shows_failed_recipients_and_reasons_first(qtbot, bridge, running, tmp_path,
-                                                            keyring_backend: MemoryKeyring,
+def test_a_bounce_shows_failed_recipients_and_reasons_first(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                            tmp_path: Path, keyring_backend: MemoryKeyring,
                                                             screenshots_dir: Path) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, samples.bounce())
     select_subject(qtbot, panel, "Undelivered Mail Returned to Sender")
@@ -164,7 +177,8 @@ def test_a_bounce_shows_failed_recipients_and_reasons_first(qtbot, bridge, runni
     panel.grab().save(str(screenshots_dir / "viewer-bounce.png"))
 
 
-def test_spoofed_sender_is_shown_with_its_real_address(qtbot, bridge, running, tmp_path,
+def test_spoofed_sender_is_shown_with_its_real_address(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                       tmp_path: Path,
                                                        keyring_backend: MemoryKeyring) -> None:
     panel = opened(qtbot, bridge, running, tmp_path, keyring_backend, samples.spoofing())
     subject = "Your account [U+202E]gnp.exe"
@@ -178,7 +192,8 @@ def test_spoofed_sender_is_shown_with_its_real_address(qtbot, bridge, running, t
     assert text and "bank.test" not in text and "✔" not in text
 
 
-def test_own_authentication_results_are_shown_in_words(qtbot, bridge, running, engine_thread, tmp_path,
+def test_own_authentication_results_are_shown_in_words(qtbot: Any, bridge: EngineBridge, running: Engine,
+                                                       engine_thread: EngineThread, tmp_path: Path,
                                                        keyring_backend: MemoryKeyring) -> None:
     # As stored by this server on an earlier arrival (over SMTP it would replace the header with its own).
     on_engine(engine_thread, running.store.deliver, [ALICE], samples.authenticated(running.config.hostname))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.policy import SMTP
+from typing import cast
 
 ALICE = "alice@example.test"
 # A tiny but valid PDF: the attachment test compares bytes, not rendering.
@@ -43,7 +44,7 @@ def newsletter(remote_img: str) -> bytes:
             f"<script>document.title = 'script ran';</script>"
             f"<p onclick=\"document.title='clicked'\">Unsubscribe below.</p></body></html>")
     msg.add_alternative(html, subtype="html")
-    html_part = msg.get_payload()[1]
+    html_part = cast(list[EmailMessage], msg.get_payload())[1]
     html_part.add_related(PNG, "image", "png", cid="<logo@shop.test>")
     return msg.as_bytes()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.auth import Account, Directory
@@ -37,7 +38,7 @@ def test_a_second_directory_sees_changes_immediately(example: Directory, state_d
 
 def test_data_version_moves_on_every_kind_of_change_and_only_then(example: Directory, state_db: Path) -> None:
     with Directory(state_db, hasher=FAST) as other:
-        changes = [
+        changes: list[Callable[[], object]] = [
             lambda: other.add_domain("example.com"),
             lambda: other.add_account("x@example.com", "pw"),
             lambda: other.set_quota("x@example.com", 1000),

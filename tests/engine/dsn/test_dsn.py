@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import email
 import email.policy
-from email.message import Message
+from email.message import EmailMessage, Message
+from typing import cast
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,14 +35,14 @@ def test_a_bounce_is_a_multipart_report_with_three_parts() -> None:
     assert msg["To"].addresses[0].addr_spec == "alice@out.test"
     assert msg["Auto-Submitted"] == "auto-replied"
     assert msg["Subject"] == "Undelivered Mail Returned to Sender"
-    parts = msg.get_payload()
+    parts = cast(list[EmailMessage], msg.get_payload())      # policy.default makes EmailMessage parts
     assert isinstance(parts, list)
     assert [p.get_content_type() for p in parts] == ["text/plain", "message/delivery-status",
                                                      "text/rfc822-headers"]
     human = parts[0].get_content()
     assert "<bob@far.test>: host mx.far.test said: 550 5.1.1 No such user here" in human
     assert "<carol@gone.test>: the domain gone.test accepts no mail (null MX)" in human
-    blocks = parts[1].get_payload()
+    blocks = cast(list[EmailMessage], parts[1].get_payload())
     assert [str(b["Final-Recipient"]) for b in blocks[1:]] == ["rfc822; bob@far.test", "rfc822; carol@gone.test"]
     assert str(blocks[0]["Reporting-MTA"]) == "dns; out.test"
     assert str(blocks[1]["Remote-MTA"]) == "dns; mx.far.test"

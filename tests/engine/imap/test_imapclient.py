@@ -7,15 +7,19 @@ from __future__ import annotations
 import datetime
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .conftest import ALICE, ALICE_PW, TIMEOUT, IMAPServer, message
 
+if TYPE_CHECKING:
+    from imapclient import IMAPClient
+
 imapclient = pytest.importorskip("imapclient")
 
 
-def connect(server: IMAPServer) -> imapclient.IMAPClient:
+def connect(server: IMAPServer) -> IMAPClient:
     client = imapclient.IMAPClient("127.0.0.1", port=server.tls_port, ssl=True, ssl_context=server.client_tls,
                                    timeout=TIMEOUT)
     client.login(ALICE, ALICE_PW)
@@ -23,7 +27,7 @@ def connect(server: IMAPServer) -> imapclient.IMAPClient:
 
 
 @pytest.fixture
-def client(server: IMAPServer) -> Iterator[imapclient.IMAPClient]:
+def client(server: IMAPServer) -> Iterator[IMAPClient]:
     c = connect(server)
     try:
         yield c
@@ -75,7 +79,7 @@ TRICKY = (b'From: "Doe, J. \\"JD\\"" <jd@remote.test>\r\n'
           b"--outer--\r\n")
 
 
-def test_envelope_of_a_tricky_message_parses_into_the_right_fields(client: imapclient.IMAPClient) -> None:
+def test_envelope_of_a_tricky_message_parses_into_the_right_fields(client: IMAPClient) -> None:
     when = datetime.datetime(2024, 1, 4, 12, 0, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=-5)))
     client.append("INBOX", TRICKY, flags=[b"$Label1"], msg_time=when)
     client.select_folder("INBOX")
@@ -106,7 +110,7 @@ def test_envelope_of_a_tricky_message_parses_into_the_right_fields(client: imapc
     assert data[b"RFC822.SIZE"] == len(TRICKY)
 
 
-def test_bodystructure_and_sections_of_a_nested_message(client: imapclient.IMAPClient) -> None:
+def test_bodystructure_and_sections_of_a_nested_message(client: IMAPClient) -> None:
     client.append("INBOX", TRICKY)
     client.select_folder("INBOX", readonly=True)
     [uid] = client.search(["ALL"])
@@ -137,7 +141,7 @@ def test_bodystructure_and_sections_of_a_nested_message(client: imapclient.IMAPC
     assert client.get_flags([uid])[uid] == ()
 
 
-def test_folder_status_search_flags_and_move(server: IMAPServer, client: imapclient.IMAPClient) -> None:
+def test_folder_status_search_flags_and_move(server: IMAPServer, client: IMAPClient) -> None:
     for i, sender in enumerate(("carol@remote.test", "dave@remote.test", "erin@remote.test")):
         server.deliver(ALICE, message(f"s{i}", body="x" * (1000 * (i + 1)) + "\r\n", sender=sender))
     status = client.folder_status("INBOX", ["MESSAGES", "UIDNEXT", "UNSEEN", "UIDVALIDITY"])
@@ -166,7 +170,7 @@ def test_folder_status_search_flags_and_move(server: IMAPServer, client: imapcli
     assert len(client.search(["BODY", "naïve".encode("latin-1")], charset="ISO-8859-1")) == 1
 
 
-def test_idle_check_sees_another_sessions_changes(server: IMAPServer, client: imapclient.IMAPClient) -> None:
+def test_idle_check_sees_another_sessions_changes(server: IMAPServer, client: IMAPClient) -> None:
     server.deliver(ALICE, message("first"))
     client.select_folder("INBOX")
     client.idle()

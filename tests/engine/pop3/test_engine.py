@@ -16,7 +16,8 @@ PASSWORD = "carol-password"
 
 
 def test_engine_serves_pop3s_and_pop3_with_stls(tmp_path: Path) -> None:
-    listen = {"pop3": ListenAddress("127.0.0.1", 0), "pop3s": ListenAddress("127.0.0.1", 0)}
+    listen: dict[str, ListenAddress | None] = {"pop3": ListenAddress("127.0.0.1", 0),
+                                               "pop3s": ListenAddress("127.0.0.1", 0)}
     engine = Engine(tmp_path, listen=listen)
     runner = EngineThread(engine)
     runner.start()

@@ -17,7 +17,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from dnslib import QTYPE, RCODE, RR, DNSRecord
@@ -27,7 +27,7 @@ from dnslib.server import BaseResolver, DNSLogger, DNSServer
 # --- DNS -------------------------------------------------------------------------------------------------
 
 
-class _QuietLogger(DNSLogger):
+class _QuietLogger(DNSLogger):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__(log="-recv,-send,-request,-reply,-truncated,-error,-data", prefix=False)
 
@@ -146,7 +146,7 @@ class _Handler:
         kinds = {self.behaviour(r) for r in envelope.rcpt_tos}
         if DROP in kinds:
             assert server.transport is not None
-            server.transport.abort()
+            cast(asyncio.Transport, server.transport).abort()
             return "250 2.0.0 never seen by the client"
         if DATA_TEMPFAIL in kinds:
             return "451 4.3.0 Try again later"
@@ -236,7 +236,7 @@ class MXServer:
             self._server.close()
             for proto in self._protocols:
                 if proto.transport is not None:
-                    proto.transport.abort()
+                    cast(asyncio.Transport, proto.transport).abort()
             await self._server.wait_closed()
             await asyncio.sleep(0)   # let aborted sessions' connection_lost callbacks run
             self._server = None

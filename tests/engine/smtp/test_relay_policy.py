@@ -9,6 +9,7 @@ import errno
 import re
 import smtplib
 import time
+from typing import cast
 
 import pytest
 
@@ -107,7 +108,7 @@ def test_a_wrong_password_gets_535_and_the_session_goes_on(submission: Server) -
         smtp.starttls(context=client_tls())
         with pytest.raises(smtplib.SMTPAuthenticationError) as err:
             smtp.login("alice@example.test", "wrong")
-        assert err.value.smtp_code == 535 and err.value.smtp_error.startswith(b"5.7.8")
+        assert err.value.smtp_code == 535 and cast(bytes, err.value.smtp_error).startswith(b"5.7.8")
         smtp.login("alice@example.test", "alice-pw")
         assert smtp.sendmail("alice@example.test", ["bob@example.test"], MESSAGE) == {}
     stored = submission.messages("bob@example.test")[0]

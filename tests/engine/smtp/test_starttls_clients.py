@@ -10,7 +10,7 @@ from tests.engine.smtp.conftest import Server, client_tls
 
 
 def test_aiosmtplib_submits_over_starttls_with_ehlo_in_the_handshake_flight(submission: Server) -> None:
-    async def send() -> tuple[dict[str, object], str]:
+    async def send() -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
         return await aiosmtplib.send(
             b"From: alice@example.test\r\nSubject: hi\r\n\r\nover STARTTLS\r\n",
             sender="alice@example.test", recipients=["bob@example.test"], hostname="127.0.0.1",

@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -137,7 +138,7 @@ def test_dovecot_sees_our_messages_flags_sizes_and_folders(maildir_and_dovecot: 
         assert fetched[0][1] == one and fetched[1][1] == two
         imap.select('"Work.Entw&APw-rfe"')
         _, data = imap.fetch("1", "(FLAGS)")
-        assert b"\\Answered" in data[0]
+        assert b"\\Answered" in cast(bytes, data[0])
 
         # Dovecot changes flags and expunges by renaming and unlinking files; the store follows.
         imap.select("INBOX")
@@ -148,5 +149,5 @@ def test_dovecot_sees_our_messages_flags_sizes_and_folders(maildir_and_dovecot: 
         imap.logout()
     changes = box.changes_since("INBOX", mark)
     assert list(changes.expunged) == [1]
-    assert [(m.uid, m.flags) for m in changes.changed] == [(2, {"\\Answered"})]
+    assert [(m.uid, m.flags) for m in changes.changed] == [(2, frozenset({"\\Answered"}))]
     assert box.read("INBOX", 2) == two

@@ -97,7 +97,7 @@ def test_files_removed_or_reflagged_by_hand_become_expunges_and_flag_changes(ali
     _bump_mtime(cur)
     changes = alice.changes_since("INBOX", modseq)
     assert list(changes.expunged) == [2]
-    assert [(m.uid, m.flags) for m in changes.changed] == [(3, {"\\Flagged", SEEN})]
+    assert [(m.uid, m.flags) for m in changes.changed] == [(3, frozenset({"\\Flagged", SEEN}))]
     assert changes.highestmodseq > modseq
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 
@@ -24,7 +25,7 @@ def test_every_submitted_job_runs_once_on_at_most_max_threads() -> None:
             names.add(threading.current_thread().name)
 
     for i in range(200):
-        pool.submit(lambda i=i: job(i))
+        pool.submit(functools.partial(job, i))
     pool.shutdown(wait=True)
     assert sorted(ran) == list(range(200))
     assert 1 <= len(names) <= 3 and all(n.startswith("test-pool_") for n in names)
