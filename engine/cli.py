@@ -168,7 +168,18 @@ def cmd_alias(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _no_display() -> bool:
+    """True on a Linux/BSD box with no X or Wayland session and no Qt platform chosen: Qt would abort
+    there with its own plugin message and a core dump, so the CLI says what to do instead."""
+    if sys.platform in ("win32", "darwin") or os.environ.get("QT_QPA_PLATFORM"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
+    if _no_display():
+        raise CLIError("no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+                       "`postroom serve` runs the server headless")
     try:
         app = importlib.import_module("desktop.app")
     except ImportError as exc:

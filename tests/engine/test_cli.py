@@ -110,3 +110,12 @@ def test_version() -> None:
     result = subprocess.run([sys.executable, "-m", "engine.cli", "--version"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("postroom ")
+
+
+def test_the_window_without_a_display_is_a_clear_error_not_a_qt_abort(  # type: ignore[no-untyped-def]
+        cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")       # Windows and macOS always give Qt a display
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = cli()
+    assert code == 1 and "no display" in err and "postroom serve" in err
