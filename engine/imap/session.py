@@ -1043,9 +1043,10 @@ class IMAPSession:
     def _create_unsubscribed(self, name: str, use: str | None) -> None:
         """Blocking.  The store subscribes every folder it makes (what the desktop wants); an IMAP CREATE
         does not (RFC 3501 §6.3.3 leaves subscribing to SUBSCRIBE: clients send it themselves, and LSUB
-        must show what they chose), nor do the parents it makes on the way."""
+        must show what they chose), nor do the parents it makes on the way.  A name subscribed before
+        its folder existed (or after it was deleted) stays subscribed."""
         mb = self.mailbox
-        before = {f.name for f in mb.folders()}
+        before = {f.name for f in mb.folders()} | set(mb.subscriptions())
         mb.create_folder(name, use)
         for f in mb.folders():
             if f.name not in before and f.subscribed:
@@ -1132,6 +1133,14 @@ class IMAPSession:
         return_subscribed = "SUBSCRIBED" in lc.return_opts or "SUBSCRIBED" in lc.select_opts
         recursive = "RECURSIVEMATCH" in lc.select_opts
         subscribed = {n for n, f in info.items() if f.subscribed}
+        if select_subscribed or return_subscribed:
+            subscribed = set(await self._store(self.mailbox.subscriptions))
+        if select_subscribed:
+            # subscribed names whose folder is gone (or never was) are listed too: \NonExistent in
+            # LIST (SUBSCRIBED), \Noselect in LSUB (RFC 5258 §3.1, RFC 3501 §6.3.6)
+            for n in subscribed:
+                names.add(n)
+                names.update(parents_of(n))
         ordered = sorted(names, key=lambda n: (n != "INBOX", n))
         statuses: list[tuple[str, tuple[str, ...]]] = []
         for name in ordered:

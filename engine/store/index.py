@@ -27,10 +27,15 @@ CREATE TABLE IF NOT EXISTS folders (
     uidnext       INTEGER NOT NULL,
     highestmodseq INTEGER NOT NULL,
     special_use   TEXT,
-    subscribed    INTEGER NOT NULL DEFAULT 1,
+    subscribed    INTEGER NOT NULL DEFAULT 1,  -- unused since the subscriptions table (kept for old files)
     new_mtime     INTEGER,                   -- st_mtime_ns of new/ and cur/ when the index last matched
     cur_mtime     INTEGER
 );
+-- IMAP subscriptions by name: a name stays subscribed when its folder is deleted or vanishes (RFC 3501
+-- §6.3.6 forbids dropping it), and a name may be subscribed before its folder exists.
+CREATE TABLE IF NOT EXISTS subscriptions (
+    name TEXT PRIMARY KEY
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
     fid             INTEGER NOT NULL,
     uid             INTEGER NOT NULL,
@@ -108,6 +113,11 @@ def connect(path: Path, *, durable: bool = False) -> sqlite3.Connection:
     with transaction(db):
         db.execute("INSERT OR IGNORE INTO usage (id, bytes) SELECT 1, coalesce(sum(size), 0) FROM messages "
                    "WHERE NOT EXISTS (SELECT 1 FROM usage)")
+    # Likewise an index from before the subscriptions table: its folders' own flags carry over, once.
+    with transaction(db):
+        if db.execute("SELECT 1 FROM meta WHERE key = 'subscriptions'").fetchone() is None:
+            db.execute("INSERT OR IGNORE INTO subscriptions (name) SELECT name FROM folders WHERE subscribed")
+            db.execute("INSERT INTO meta (key, value) VALUES ('subscriptions', '1')")
     return db
 
 

@@ -103,7 +103,6 @@ class _Folder:
     uidnext: int
     highestmodseq: int
     special_use: str | None
-    subscribed: bool
     new_mtime: int | None
     cur_mtime: int | None
 
@@ -136,8 +135,7 @@ class _Row:
 
 
 _ROW_COLS = "uid, base, subdir, info, keywords, modseq, size, internaldate"
-_FOLDER_COLS = ("id, name, dirname, uidvalidity, uidnext, highestmodseq, special_use, subscribed, "
-                "new_mtime, cur_mtime")
+_FOLDER_COLS = "id, name, dirname, uidvalidity, uidnext, highestmodseq, special_use, new_mtime, cur_mtime"
 
 
 def parse_flags(flags: Iterable[str]) -> tuple[set[str], set[str]]:
@@ -265,7 +263,7 @@ class AccountMailbox:
         return value
 
     def _folder_from_row(self, row: tuple[object, ...]) -> _Folder:
-        fid, name, dirname, uidv, uidnext, hms, special, subscribed, new_m, cur_m = row
+        fid, name, dirname, uidv, uidnext, hms, special, new_m, cur_m = row
         assert isinstance(dirname, str) and isinstance(name, str)
         return _Folder(
             id=int(fid),  # type: ignore[call-overload]
@@ -276,7 +274,6 @@ class AccountMailbox:
             uidnext=int(uidnext),  # type: ignore[call-overload]
             highestmodseq=int(hms),  # type: ignore[call-overload]
             special_use=special if isinstance(special, str) else None,
-            subscribed=bool(subscribed),
             new_mtime=new_m if isinstance(new_m, int) else None,
             cur_mtime=cur_m if isinstance(cur_m, int) else None,
         )
@@ -298,11 +295,17 @@ class AccountMailbox:
         return f
 
     def _insert_folder(self, name: str, special_use: str | None) -> None:
+        """Every folder the store makes or adopts starts subscribed (what the desktop and most clients
+        want); IMAP CREATE takes that back (engine/imap/session.py)."""
         self._db.execute(
             "INSERT INTO folders (name, dirname, uidvalidity, uidnext, highestmodseq, special_use, "
             "subscribed) VALUES (?, ?, ?, 1, 1, ?, 1)",
             (name, folder_dirname(name), self._allocate_uidvalidity(), special_use),
         )
+        self._db.execute("INSERT OR IGNORE INTO subscriptions (name) VALUES (?)", (name,))
+
+    def _subscribed_names(self) -> set[str]:
+        return {name for (name,) in self._db.execute("SELECT name FROM subscriptions")}
 
     def _sync_folder_list(self, events: list[Event], *, force: bool = False) -> None:
         """Adopts folder directories made by other tools; forgets folders whose directory vanished."""
@@ -525,7 +528,8 @@ class AccountMailbox:
         events: list[Event] = []
         with self._lock:
             self._sync_folder_list(events)
-            out = [FolderInfo(f.name, f.special_use, f.subscribed) for f in self._all_folders()]
+            subscribed = self._subscribed_names()
+            out = [FolderInfo(f.name, f.special_use, f.name in subscribed) for f in self._all_folders()]
         self._emit(events)
         return out
 
@@ -603,6 +607,10 @@ class AccountMailbox:
                     os.rename(g.path, self.path / folder_dirname(n))
                     self._db.execute("UPDATE folders SET name = ?, dirname = ? WHERE id = ?",
                                      (n, folder_dirname(n), g.id))
+                    # its subscription moves with it, as Cyrus does (a client renamed it; nobody
+                    # wants the folder to drop out of their list)
+                    self._db.execute("UPDATE OR IGNORE subscriptions SET name = ? WHERE name = ?", (n, g.name))
+                    self._db.execute("DELETE FROM subscriptions WHERE name = ?", (g.name,))
                     events.append(MailboxChanged(self.address, g.name))
                     events.append(MailboxChanged(self.address, n))
                 fsync_dir(self.path)
@@ -630,12 +638,22 @@ class AccountMailbox:
             self._commit_moves(inbox, target, moved, events)
         self._emit(events)
 
-    def set_subscribed(self, name: str, subscribed: bool) -> None:
-        canonical = normalize_folder(name)
+    def subscriptions(self) -> list[str]:
+        """Subscribed names, folders or not (RFC 3501 §6.3.6: deleting a folder keeps its name here)."""
         with self._lock:
-            f = self._folder(canonical)
-            with idx.transaction(self._db):
-                self._db.execute("UPDATE folders SET subscribed = ? WHERE id = ?", (int(subscribed), f.id))
+            return sorted(self._subscribed_names())
+
+    def set_subscribed(self, name: str, subscribed: bool) -> None:
+        """Subscribing needs a valid name, not an existing folder (as in Dovecot); unsubscribing a name
+        that is neither subscribed nor a folder is NoSuchFolder."""
+        canonical = normalize_folder(name)
+        with self._lock, idx.transaction(self._db):
+            if subscribed:
+                self._db.execute("INSERT OR IGNORE INTO subscriptions (name) VALUES (?)", (canonical,))
+                return
+            gone = self._db.execute("DELETE FROM subscriptions WHERE name = ?", (canonical,)).rowcount
+            if not gone and self._find_folder(canonical) is None:
+                raise NoSuchFolder(f"Mailbox {canonical} does not exist")
 
     def status(self, folder: str) -> FolderStatus:
         events: list[Event] = []

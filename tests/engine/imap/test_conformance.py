@@ -34,6 +34,34 @@ def test_create_does_not_subscribe_and_lsub_percent_shows_unsubscribed_parents_a
     ]
 
 
+def test_a_subscription_outlives_its_mailbox_and_moves_with_a_rename(raw: Raw) -> None:
+    raw.login()
+    for name in (b"box/kept", b"box/gone", b"box/old/child"):
+        raw.cmd(b"c", b"CREATE " + name)
+        assert raw.cmd(b"s", b"SUBSCRIBE " + name)[-1] == b"s OK SUBSCRIBE completed\r\n"
+    assert raw.cmd(b"d", b"DELETE box/gone")[-1] == b"d OK DELETE completed\r\n"
+    # RFC 3501 §6.3.6: the server MUST NOT drop a subscribed name because its mailbox no longer exists
+    assert raw.cmd(b"l", b'LSUB "" box/*') == [
+        b'* LSUB (\\Noselect) "/" box/gone\r\n',
+        b'* LSUB () "/" box/kept\r\n',
+        b'* LSUB () "/" box/old/child\r\n',
+        b"l OK LSUB completed\r\n",
+    ]
+    # RFC 5258 §3.1: LIST (SUBSCRIBED) lists it \NonExistent; a plain LIST does not list it at all
+    assert b'* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" box/gone\r\n' in raw.cmd(
+        b"l", b'LIST (SUBSCRIBED) "" box/*')
+    assert not any(b"box/gone" in line for line in raw.cmd(b"l", b'LIST "" *'))
+    # a rename takes the subscriptions of the mailbox and its children along
+    assert raw.cmd(b"r", b"RENAME box/old box/new")[-1] == b"r OK RENAME completed\r\n"
+    assert raw.cmd(b"l", b'LSUB "" box/*/*') == [b'* LSUB () "/" box/new/child\r\n', b"l OK LSUB completed\r\n"]
+    # a name may be subscribed before it exists, and creating it then keeps the subscription
+    assert raw.cmd(b"s", b"SUBSCRIBE later")[-1] == b"s OK SUBSCRIBE completed\r\n"
+    assert raw.cmd(b"c", b"CREATE later")[-1] == b"c OK CREATE completed\r\n"
+    assert raw.cmd(b"l", b'LSUB "" later') == [b'* LSUB () "/" later\r\n', b"l OK LSUB completed\r\n"]
+    assert raw.cmd(b"u", b"UNSUBSCRIBE box/gone")[-1] == b"u OK UNSUBSCRIBE completed\r\n"
+    assert raw.cmd(b"u", b"UNSUBSCRIBE box/gone")[-1].startswith(b"u NO ")
+
+
 def test_sequence_sets_at_the_edges(server: IMAPServer, raw: Raw) -> None:
     raw.login()
     raw.cmd(b"c", b"CREATE Empty")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Literal
 
@@ -10,10 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.interfaces import FolderExists, NoSuchFolder, StoreError
-from engine.store import AccountMailbox, InvalidName, decode_mutf7, encode_mutf7
+from engine.store import AccountMailbox, InvalidName, MailStore, decode_mutf7, encode_mutf7
+from engine.store.mailbox import INDEX_FILE
 from engine.store.names import folder_dirname, folder_from_dirname, normalize_folder
 
-from .conftest import message
+from .conftest import ALICE, message
 
 SURROGATES: tuple[Literal["Cs"]] = ("Cs",)   # typed: mypy infers tuple[str] inline, hypothesis wants a Literal
 
@@ -163,6 +165,35 @@ def test_renaming_inbox_moves_its_messages_and_leaves_it_empty(alice: AccountMai
 def test_subscriptions_are_remembered(alice: AccountMailbox) -> None:
     alice.set_subscribed("Junk", False)
     assert {f.name: f.subscribed for f in alice.folders()}["Junk"] is False
+
+
+def test_a_subscription_outlives_its_folder_and_moves_with_a_rename(alice: AccountMailbox) -> None:
+    alice.create_folder("Projects/Old")
+    alice.delete_folder("Projects/Old")
+    assert "Projects/Old" in alice.subscriptions()        # RFC 3501 §6.3.6
+    alice.rename_folder("Projects", "Work")
+    assert "Work" in alice.subscriptions() and "Projects" not in alice.subscriptions()
+    alice.set_subscribed("Not/Yet", True)                 # a valid name need not exist yet
+    assert "Not/Yet" in alice.subscriptions()
+    alice.set_subscribed("Not/Yet", False)
+    with pytest.raises(NoSuchFolder):
+        alice.set_subscribed("Not/Yet", False)
+
+
+def test_subscriptions_of_an_index_from_before_the_subscriptions_table_carry_over(tmp_path: Path) -> None:
+    with MailStore(tmp_path / "mail", hostname="mx.example.test") as store:
+        store.create_account(ALICE)
+        index = store.mailbox(ALICE).path / INDEX_FILE
+    db = sqlite3.connect(index)
+    with db:      # what an older Postroom left: the flag on the folder row, no table
+        db.execute("UPDATE folders SET subscribed = 0 WHERE name = 'Junk'")
+        db.execute("DROP TABLE subscriptions")
+        db.execute("DELETE FROM meta WHERE key = 'subscriptions'")
+    db.close()
+    with MailStore(tmp_path / "mail", hostname="mx.example.test") as store:
+        subscribed = {f.name: f.subscribed for f in store.mailbox(ALICE).folders()}
+    assert subscribed["Junk"] is False
+    assert subscribed["INBOX"] and subscribed["Sent"] and subscribed["Archive"]
 
 
 def test_a_folder_made_by_another_tool_is_adopted(alice: AccountMailbox, tmp_path: Path) -> None:
