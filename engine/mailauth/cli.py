@@ -124,6 +124,10 @@ def cmd_dns_records(args: argparse.Namespace, out: TextIO | None = None) -> int:
             print(f"          want:  {r.value}", file=out)
             if r.found and r.status != PRESENT:
                 print(f"          found: {r.found}", file=out)
+        if "." not in config.hostname:
+            # The MX target and A record above are only as good as the name the server goes by.
+            print(f"note: this server's hostname {config.hostname!r} is not a fully qualified name; set "
+                  f"hostname = \"mail.{args.domain}\" (or your server's name) in postroom.toml", file=out)
     if args.check and any(r.status != PRESENT for r in records):
         return EXIT_MISMATCH
     return EXIT_OK

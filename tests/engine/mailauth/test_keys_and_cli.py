@@ -106,6 +106,18 @@ def test_dns_records_lists_and_checks_spf_dkim_and_dmarc(data_dir: Path, zone: D
     assert "DIFFERENT" in capsys.readouterr().out
 
 
+def test_dns_records_say_when_the_servers_own_name_is_not_fully_qualified(
+        data_dir: Path, zone: DNSZone, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--data-dir", str(data_dir), "dns-records", "home.test"]) == 0
+    assert "not a fully qualified name" not in capsys.readouterr().out
+    config = (data_dir / "postroom.toml").read_text().replace('"mx.home.test"', '"mailbox"')
+    (data_dir / "postroom.toml").write_text(config)
+    assert main(["--data-dir", str(data_dir), "dns-records", "home.test"]) == 0
+    out = capsys.readouterr().out
+    assert "10 mailbox." in out
+    assert "hostname 'mailbox' is not a fully qualified name" in out and 'hostname = "mail.home.test"' in out
+
+
 def test_retired_selectors_stay_listed_until_their_time_is_over(data_dir: Path) -> None:
     # Nothing answers on port 9: every lookup fails, which is shown as such, never as present.
     config = Config(data_dir=data_dir, hostname="mx.home.test",
