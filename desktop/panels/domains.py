@@ -458,6 +458,13 @@ class DomainsPanel(QWidget):
                                     r.found if r.status != "missing" else "") for r in records],
                                   keys=records, tips=[r.purpose for r in records])
             missing = sum(r.status != "present" for r in records)
+            hostname = self.bridge.engine.config.hostname
+            if "." not in hostname:
+                # the MX and A rows name this host: they cannot be right until it has a full name
+                self.dns_message.show_error(
+                    f"This server calls itself {hostname!r}, which is not a fully qualified name: set the "
+                    f"host name in Settings (for example mail.{domain}), then check again.")
+                return
             self.dns_message.show_info("Everything is published." if not missing else
                                        f"{missing} of {len(records)} records are not as they should be yet.")
 

@@ -3,6 +3,7 @@ and the DNS records view marking each record present, missing or different again
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from desktop_support import PASSWORD, on_engine
@@ -119,6 +120,20 @@ def test_cli_changes_appear_without_a_click(qtbot: Any, bridge: EngineBridge, ru
     qtbot.waitUntil(lambda: panel.loaded, timeout=5000)
     on_engine(engine_thread, running.directory.add_domain, "third.test")
     qtbot.waitUntil(lambda: "third.test" in panel.domains.stringList(), timeout=5000)
+
+
+def test_a_host_name_that_is_not_fully_qualified_is_pointed_out_beside_the_records(
+        qtbot: Any, bridge: EngineBridge, running: Engine) -> None:
+    # what a machine whose name resolves to nothing better gets by default (engine/config.py)
+    running.config = dataclasses.replace(running.config, hostname="mailbox")
+    panel = DomainsPanel(bridge)
+    qtbot.addWidget(panel)
+    qtbot.waitUntil(lambda: panel.domain == "example.test", timeout=5000)
+    panel.tabs.setCurrentIndex(2)
+    qtbot.waitUntil(lambda: panel.records.rowCount() > 0, timeout=10000)
+    assert rows(panel.records)[0][:3] == ["MX", "example.test", "10 mailbox."]
+    text = panel.dns_message.text()
+    assert "'mailbox', which is not a fully qualified name" in text and "Settings" in text
 
 
 def test_dns_records_are_checked_live(qtbot: Any, bridge: EngineBridge, running: Engine,
