@@ -151,6 +151,9 @@ class Mailbox(Protocol):
         """Removes messages whatever their flags (POP3 DELE at QUIT, delete-for-good in the viewer)."""
         ...
 
+    def recent_uids(self, folder: str) -> set[int]:
+        """The messages claim_recent() would take now, left unclaimed (for EXAMINE)."""
+        ...
     def claim_recent(self, folder: str) -> set[int]:
         """UIDs that are \\Recent for the caller (moved new/ -> cur/ so no other session gets them)."""
         ...

@@ -49,6 +49,12 @@ class RecentLedger:
                 del self._pending[key]
             return mine
 
+    def peek(self, key: Key, upto: int) -> set[int]:
+        """What claim() would give, left in place: a read-only (EXAMINE) session sees these as \\Recent
+        without taking them from the next read-write one (RFC 3501 §2.3.2)."""
+        with self._lock:
+            return {u for u in self._pending.get(key, ()) if u <= upto}
+
     def count(self, key: Key) -> int:
         with self._lock:
             return len(self._pending.get(key, ()))

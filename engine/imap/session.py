@@ -269,11 +269,13 @@ def load_view(mb: Mailbox, name: str, snap: Snapshot | None, claim: bool) -> tup
         metas = mb.messages(name)
         snapshot = Snapshot(status.name, status.uidvalidity, status.highestmodseq,
                             tuple(m.uid for m in metas), {m.uid: m for m in metas})
-    recent: set[int] = set()
+    known = snapshot.uids[-1] if snapshot.uids else 0
+    key = (id(mb), snapshot.name, snapshot.uidvalidity)
     if claim:
-        recent = mb.claim_recent(name)
-        known = snapshot.uids[-1] if snapshot.uids else 0
-        recent |= LEDGER.claim((id(mb), snapshot.name, snapshot.uidvalidity), known)
+        recent = mb.claim_recent(name) | LEDGER.claim(key, known)
+    else:
+        # RFC 3501 §6.3.2: EXAMINE answers as SELECT does but must not take \Recent from anyone
+        recent = mb.recent_uids(name) | LEDGER.peek(key, known)
     return status, snapshot, recent
 
 
@@ -285,6 +287,7 @@ class FetchPlan:
     want_uid: bool
     want_modseq: bool
     flags_changed: frozenset[int]
+    condstore: bool                     # RFC 7162 §3.1: implicit \Seen changes come with UID and MODSEQ
     recent: frozenset[int]
     account: str
     folder: str
@@ -378,7 +381,8 @@ def fetch_batch(mb: Mailbox, plan: FetchPlan, batch: Sequence[tuple[int, Message
             continue
         root: mime.Part | None = None
         items: list[bytes] = []
-        if plan.want_uid and "UID" not in names:
+        reported = plan.condstore and uid in plan.flags_changed
+        if (plan.want_uid or reported) and "UID" not in names:
             items.append(b"UID %d" % uid)
         for i, att in enumerate(plan.atts):
             name = att.name
@@ -452,7 +456,7 @@ def fetch_batch(mb: Mailbox, plan: FetchPlan, batch: Sequence[tuple[int, Message
                         items.append(_section_label(att) + b" " + value)
         if uid in plan.flags_changed and "FLAGS" not in names:
             items.append(b"FLAGS " + flag_bytes(meta.flags, uid in plan.recent))
-        if plan.want_modseq and "MODSEQ" not in names:
+        if (plan.want_modseq or reported) and "MODSEQ" not in names:
             items.append(b"MODSEQ (%d)" % meta.modseq)
         out.append(b"* %d FETCH (" % seq + b" ".join(items) + b")\r\n")
     for kind, values in new_cache.items():
@@ -801,6 +805,15 @@ class IMAPSession:
             v.recent.discard(u)
         v.pending_expunged -= gone
 
+    def _enable_condstore(self) -> None:
+        """RFC 7162 §3.1: a CONDSTORE enabling command issued while a mailbox is selected also reports
+        its HIGHESTMODSEQ, since SELECT did not know the client cared (ours always says it anyway)."""
+        if self.condstore:
+            return
+        self.condstore = True
+        if self.view is not None:
+            self.untagged(f"OK [HIGHESTMODSEQ {max(self.view.modseq, 1)}] Highest")
+
     def _send_flag_update(self, v: View, m: MessageMeta) -> None:
         seq = v.seq_of(m.uid)
         if not seq:
@@ -945,9 +958,10 @@ class IMAPSession:
         enabled: list[str] = []
         for cap in cmd.args[0]:
             if cap == "CONDSTORE":
-                self.condstore = True
+                self._enable_condstore()
             elif cap == "QRESYNC":
-                self.qresync = self.condstore = True
+                self.qresync = True
+                self._enable_condstore()
             elif cap == "UTF8=ACCEPT":
                 self.utf8 = True
             elif cap == "IMAP4REV2":
@@ -1206,7 +1220,7 @@ class IMAPSession:
             "APPENDLIMIT": self.message_limit,
         }
         if "HIGHESTMODSEQ" in items:
-            self.condstore = True
+            self._enable_condstore()
         body = " ".join(f"{item} {values[item]}" for item in items)
         self.untagged(b"STATUS " + self.encode_name(st.name) + f" ({body})".encode())
 
@@ -1342,7 +1356,7 @@ class IMAPSession:
         program: SearchProgram = cmd.args[0]
         uses_modseq = _uses(program.key, "MODSEQ")
         if uses_modseq:
-            self.condstore = True
+            self._enable_condstore()
         candidates = [search.Candidate(i + 1, v.meta[u], u in v.recent) for i, u in enumerate(v.uids)]
         max_uid = v.uids[-1] if v.uids else 0
         mb, folder, saved = self.mailbox, v.name, list(self.saved_uids)
@@ -1364,11 +1378,13 @@ class IMAPSession:
                 text += f" (MODSEQ {modseq})"
             self.untagged(text)
             return Done("OK", ("UID " if cmd.uid else "") + "SEARCH completed")
+        # MIN/MAX without ALL or COUNT name only those messages: what SAVE keeps (RFC 5182 §2.4) and
+        # whose MODSEQ is reported (RFC 4731 §3.2)
+        chosen = found
+        if ("MIN" in returns or "MAX" in returns) and "ALL" not in returns and "COUNT" not in returns:
+            chosen = ([found[0]] if "MIN" in returns and found else []) + (
+                [found[-1]] if "MAX" in returns and found else [])
         if "SAVE" in returns:
-            chosen = found
-            if ("MIN" in returns or "MAX" in returns) and "ALL" not in returns and "COUNT" not in returns:
-                chosen = ([found[0]] if "MIN" in returns and found else []) + (
-                    [found[-1]] if "MAX" in returns and found else [])
             self.saved_uids = sorted({c.meta.uid for c in chosen})
             if set(returns) == {"SAVE"}:
                 return Done("OK", "SEARCH completed, result saved")
@@ -1383,8 +1399,8 @@ class IMAPSession:
             parts.append(f"ALL {seqset_from_values(numbers)}")
         if "COUNT" in returns:
             parts.append(f"COUNT {len(numbers)}")
-        if uses_modseq and found:
-            parts.append(f"MODSEQ {modseq}")
+        if uses_modseq and chosen:
+            parts.append(f"MODSEQ {max(c.meta.modseq for c in chosen)}")
         self.untagged(" ".join(parts))
         return Done("OK", ("UID " if cmd.uid else "") + "SEARCH completed")
 
@@ -1397,7 +1413,7 @@ class IMAPSession:
         if vanished and not (cmd.uid and self.qresync and changedsince is not None):
             return Done("BAD", "VANISHED needs UID FETCH with CHANGEDSINCE after ENABLE QRESYNC")
         if "MODSEQ" in names or changedsince is not None:
-            self.condstore = True
+            self._enable_condstore()
         idxs = self._resolve(seqs, cmd.uid)
         if vanished:
             ch = await self._store(self.mailbox.changes_since, v.name, changedsince)
@@ -1420,7 +1436,8 @@ class IMAPSession:
                         v.meta[m.uid] = m
                         flags_changed.add(m.uid)
         plan = FetchPlan(atts=tuple(atts), want_uid=cmd.uid, want_modseq=changedsince is not None,
-                         flags_changed=frozenset(flags_changed), recent=frozenset(v.recent),
+                         flags_changed=frozenset(flags_changed), condstore=self.condstore,
+                         recent=frozenset(v.recent),
                          account=self.account.address if self.account else "", folder=v.name,
                          uidvalidity=v.uidvalidity)
         needs_store = any(a.name in _DATA_ATTS or a.name in _CACHED_ATTS for a in atts)
@@ -1458,7 +1475,7 @@ class IMAPSession:
         if v.readonly:
             return Done("NO", "Mailbox is read-only", "READ-ONLY")
         if action.unchanged_since is not None:
-            self.condstore = True
+            self._enable_condstore()
         idxs = self._resolve(seqs, cmd.uid)
         uids = [v.uids[i] for i in idxs if v.uids[i] not in v.pending_expunged]
         flags = [f for f in action.flags if f != "\\Recent"]
@@ -1489,7 +1506,9 @@ class IMAPSession:
                 self.send(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (v.seq_of(uid), uid, m.modseq))
                 continue
             extra = b" MODSEQ (%d)" % m.modseq if self.condstore else b""
-            self.send(b"* %d FETCH (" % v.seq_of(uid) + (b"UID %d " % uid if cmd.uid else b"") + b"FLAGS "
+            # RFC 7162 §3.1: once CONDSTORE is on, every untagged FETCH carries UID and MODSEQ
+            self.send(b"* %d FETCH (" % v.seq_of(uid) + (b"UID %d " % uid if cmd.uid or self.condstore else b"")
+                      + b"FLAGS "
                       + flag_bytes(m.flags, uid in v.recent) + extra + b")\r\n")
         if failed:
             numbers = sorted(failed) if cmd.uid else sorted(v.seq_of(u) for u in failed)

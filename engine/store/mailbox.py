@@ -1009,6 +1009,16 @@ class AccountMailbox:
         self._emit(events)
         return changed, failed
 
+    def recent_uids(self, folder: str) -> set[int]:
+        """Still in new/: recent for whoever claims them, and for every read-only look meanwhile."""
+        events: list[Event] = []
+        with self._lock:
+            f = self._synced(folder, events)
+            uids = {uid for (uid,) in self._db.execute(
+                "SELECT uid FROM messages WHERE fid = ? AND subdir = 'new'", (f.id,))}
+        self._emit(events)
+        return uids
+
     def claim_recent(self, folder: str) -> set[int]:
         """RFC 3501 §2.3.2 \\Recent: whoever moves a message from new/ to cur/ is the one session that
         sees it as recent.  Not a flag change, so no MODSEQ."""

@@ -192,3 +192,46 @@ def test_list_extended_options_and_childinfo(raw: Raw) -> None:
     assert raw.cmd(b"l", b'LIST (SUBSCRIBED RECURSIVEMATCH) "" *test8') == [
         b'* LIST (\\HasChildren) "/" box/test8 ("CHILDINFO" ("SUBSCRIBED"))\r\n',
         b'* LIST (\\HasNoChildren \\Subscribed) "/" box/test8/test8\r\n', b"l OK LIST completed\r\n"]
+
+
+def test_condstore_once_enabled_reports_highestmodseq_then_uid_and_modseq_on_every_fetch(
+        server: IMAPServer, raw: Raw) -> None:
+    for i in range(3):
+        server.deliver(ALICE, message(f"m{i}"))
+    raw.login()
+    raw.cmd(b"s", b"SELECT INBOX")
+    # RFC 7162 §3.1: the first CONDSTORE enabling command issued with a mailbox selected reports its
+    # HIGHESTMODSEQ; later ones do not repeat it
+    out = raw.cmd(b"f", b"FETCH 1 (MODSEQ)")
+    assert out[0].startswith(b"* OK [HIGHESTMODSEQ ") and out[1].startswith(b"* 1 FETCH (MODSEQ (")
+    assert not any(b"HIGHESTMODSEQ" in line for line in raw.cmd(b"f", b"FETCH 2 (MODSEQ)"))
+    # ...and from then on an untagged FETCH that reports a flag change carries UID and MODSEQ: one
+    # caused by STORE, and one caused by a FETCH setting \Seen
+    stored = raw.cmd(b"t", b"STORE 3 +FLAGS (\\Flagged)")[0]
+    assert stored.startswith(b"* 3 FETCH (UID 3 FLAGS (\\Flagged \\Recent) MODSEQ (")
+    fetched = b"".join(raw.cmd(b"b", b"FETCH 2 (BODY[TEXT])"))
+    assert fetched.startswith(b"* 2 FETCH (UID 2 BODY[TEXT] {")
+    assert b"FLAGS (\\Seen \\Recent) MODSEQ (" in fetched
+
+
+def test_esearch_min_and_max_report_the_modseq_of_the_messages_they_name(server: IMAPServer, raw: Raw) -> None:
+    for i in range(3):
+        server.deliver(ALICE, message(f"m{i}"))
+    raw.login()
+    raw.cmd(b"s", b"SELECT INBOX")
+    for seq in (b"1", b"3", b"2"):            # message 2 ends up with the highest MODSEQ
+        raw.cmd(b"t", b"STORE " + seq + b" +FLAGS.SILENT (\\Seen)")
+    modseq = {int(line.split()[1]): int(line.split(b"MODSEQ (")[1].split(b")")[0])
+              for line in raw.cmd(b"f", b"FETCH 1:3 (MODSEQ)") if line.startswith(b"* ")
+              and b"FETCH" in line}
+    assert modseq[2] > modseq[3] > modseq[1]
+
+    def esearch(returns: bytes) -> bytes:
+        return raw.cmd(b"q", b"SEARCH RETURN (" + returns + b") MODSEQ 1")[0]
+
+    # RFC 4731 §3.2: MIN and MAX alone report the MODSEQ of the message(s) they return; with ALL or COUNT
+    # the highest of every match
+    assert esearch(b"MIN") == b'* ESEARCH (TAG "q") MIN 1 MODSEQ %d\r\n' % modseq[1]
+    assert esearch(b"MAX") == b'* ESEARCH (TAG "q") MAX 3 MODSEQ %d\r\n' % modseq[3]
+    assert esearch(b"MIN MAX") == b'* ESEARCH (TAG "q") MIN 1 MAX 3 MODSEQ %d\r\n' % modseq[3]
+    assert esearch(b"MIN COUNT") == b'* ESEARCH (TAG "q") MIN 1 COUNT 3 MODSEQ %d\r\n' % modseq[2]

@@ -137,8 +137,9 @@ def test_bodystructure_and_sections_of_a_nested_message(client: IMAPClient) -> N
     assert data[b"BODY[3]"] == b"JVBERi0xLjQK"
     assert data[b"BODY[]<0>"] == TRICKY[:10]
     assert data[b"BODY[HEADER.FIELDS (SUBJECT)]"] == b'Subject: =?utf-8?b?w6k=?= with \\ and "quotes"\r\n\r\n'
-    # EXAMINE is read-only: BODY[] fetches did not set \Seen
-    assert client.get_flags([uid])[uid] == ()
+    # EXAMINE is read-only: BODY[] fetches did not set \Seen, and the message stays \Recent for every
+    # read-only look until a read-write session takes it (RFC 3501 §2.3.2)
+    assert client.get_flags([uid])[uid] == (b"\\Recent",)
 
 
 def test_folder_status_search_flags_and_move(server: IMAPServer, client: IMAPClient) -> None:

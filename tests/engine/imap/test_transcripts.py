@@ -62,12 +62,15 @@ def test_examine_is_read_only(server: IMAPServer, raw: Raw) -> None:
     raw.login()
     out = raw.cmd(b"e", b"EXAMINE INBOX")
     assert b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n" in out
-    assert b"* 0 RECENT\r\n" in out
+    assert b"* 1 RECENT\r\n" in out      # RFC 3501 §6.3.2: the same answer as SELECT, but nothing taken
     assert out[-1] == b"e OK [READ-ONLY] EXAMINE completed\r\n"
     assert raw.cmd(b"s", b"STORE 1 +FLAGS (\\Seen)") == [b"s NO [READ-ONLY] Mailbox is read-only\r\n"]
     # BODY[] does not set \Seen in a read-only mailbox
     assert raw.cmd(b"f", b"FETCH 1 (BODY[TEXT])")[0].endswith(b"Hi there.\r\n)\r\n")
-    assert raw.cmd(b"g", b"FETCH 1 FLAGS")[0] == b"* 1 FETCH (FLAGS ())\r\n"
+    assert raw.cmd(b"g", b"FETCH 1 FLAGS")[0] == b"* 1 FETCH (FLAGS (\\Recent))\r\n"
+    # the first read-write session still gets the message as \Recent; after it, nobody does
+    assert b"* 1 RECENT\r\n" in raw.cmd(b"s", b"SELECT INBOX")
+    assert b"* 0 RECENT\r\n" in raw.cmd(b"e", b"EXAMINE INBOX")
 
 
 def test_bad_syntax_gets_bad_and_the_session_lives_on(raw: Raw) -> None:
@@ -196,7 +199,8 @@ def test_condstore_and_qresync(server: IMAPServer, raw: Raw) -> None:
     modseq = int(next(x for x in out if b"HIGHESTMODSEQ" in x).split()[3].strip(b"]"))
     uidvalidity = int(next(x for x in out if b"UIDVALIDITY" in x).split()[3].strip(b"]"))
     out = raw.cmd(b"t", b"STORE 1 (UNCHANGEDSINCE %d) +FLAGS (\\Seen)" % modseq)
-    assert out == [b"* 1 FETCH (FLAGS (\\Seen \\Recent) MODSEQ (%d))\r\n" % (modseq + 1),
+    # RFC 7162 §3.1: with CONDSTORE on, untagged FETCH replies carry the UID as well as the MODSEQ
+    assert out == [b"* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent) MODSEQ (%d))\r\n" % (modseq + 1),
                    b"t OK STORE completed\r\n"]
     out = raw.cmd(b"t2", b"STORE 1 (UNCHANGEDSINCE %d) +FLAGS (\\Flagged)" % modseq)
     assert out == [b"t2 OK [MODIFIED 1] Conditional STORE failed for some messages\r\n"]
