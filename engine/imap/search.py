@@ -107,6 +107,20 @@ class _Message:
         name = name.lower()
         return (v for n, v in self.headers() if n == name)
 
+    def address_values(self, name: str) -> list[str]:
+        """Each address in the header as `local@domain` (with the display name before it in `<>`):
+        RFC 3501 §6.4.4 matches FROM/TO/CC/BCC against the envelope's addresses, which a comment or a
+        folded line can split in the header's text ("user (dept) @ example.org")."""
+        out: list[str] = []
+        for value in self.header_values(name):
+            for display, _route, mbox, host in mime.parse_addresses(value.encode("utf-8", "surrogateescape")):
+                if not mbox:
+                    continue
+                addr = mbox if host in (None, mime.MISSING_DOMAIN) else mbox + b"@" + host
+                text = addr.decode("utf-8", "replace")
+                out.append(f"{display.decode('utf-8', 'replace')} <{text}>" if display else text)
+        return out
+
     def header_text(self) -> str:
         if self._header_text is None:
             self._header_text = "\n".join(f"{n}: {v}" for n, v in self.headers())
@@ -228,8 +242,12 @@ class Evaluator:
         if op in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             sent = _sent_date(m)
             return sent is not None and _compare_day(op[4:], sent, key.args[0])
-        if op in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
-            return any(_contains(v, key.args[0]) for v in m.header_values(op.lower()))
+        if op == "SUBJECT":
+            return any(_contains(v, key.args[0]) for v in m.header_values("subject"))
+        if op in ("FROM", "TO", "CC", "BCC"):
+            # the text first (cheap, and what most searches hit), then the parsed addresses
+            return any(_contains(v, key.args[0]) for v in m.header_values(op.lower())) or any(
+                _contains(v, key.args[0]) for v in m.address_values(op.lower()))
         if op == "HEADER":
             name, value = key.args
             return any(_contains(v, value) for v in m.header_values(name)) if value else any(

@@ -74,6 +74,21 @@ def test_header_keys_decode_encoded_words() -> None:
     assert run(b'HEADER X-Tag ""') == [2]
 
 
+def test_address_keys_match_the_address_a_comment_splits_in_the_header() -> None:
+    # imaptest's search-addresses case: FROM matches the envelope's address, where comments are gone
+    raw = {1: b"From: <user-from (comment)@ (comment) domain.org>\r\nTo: Group: a@x.test, b@y.test;\r\n"
+              b"Cc: root\r\nSubject: s\r\n\r\nbody\r\n"}
+    cands = [search.Candidate(1, MessageMeta(1, frozenset(), 1, 100, JAN_10), False)]
+
+    def hits(criteria: bytes) -> bool:
+        program = parse_command(b"t SEARCH " + criteria).args[0]
+        return bool(search.run(program.key, cands, raw.__getitem__, max_uid=1))
+
+    assert hits(b"FROM user-from@domain.org") and hits(b"FROM comment")      # the text still counts too
+    assert hits(b"TO b@y.test") and hits(b"CC root")
+    assert not hits(b"CC missing_domain") and not hits(b"TO user-from")
+
+
 def test_body_and_text_search_decode_transfer_encodings_and_charsets() -> None:
     assert run(b"CHARSET UTF-8 BODY {5}\r\nbr\xc3\xbbl") == [2]        # base64, UTF-8
     assert run(b"BODY numbers") == [3]                               # HTML tags do not split words
