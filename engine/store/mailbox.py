@@ -969,7 +969,6 @@ class AccountMailbox:
         with self._lock:
             f = self._synced(folder, events)
             rows = self._rows(f.id, uids)
-            modseq = f.highestmodseq + 1
             updates: list[tuple[_Row, str, str, str]] = []
             for r in rows:
                 if unchanged_since is not None and r.modseq > unchanged_since:
@@ -995,6 +994,11 @@ class AccountMailbox:
                 updates.append((r, new_sub, new_info, " ".join(sorted(new_kw))))
             if updates:
                 with idx.transaction(self._db):
+                    # read under the write lock: a delivery committed from the group-commit connection
+                    # (or the delivery agent) since _synced() has moved HIGHESTMODSEQ on, and a MODSEQ
+                    # must never repeat or go back (RFC 7162 §3.1)
+                    modseq = self._db.execute("SELECT highestmodseq FROM folders WHERE id = ?",
+                                              (f.id,)).fetchone()[0] + 1
                     for r, sub, info, kw in updates:
                         self._db.execute(
                             "UPDATE messages SET subdir = ?, info = ?, keywords = ?, seen = ?, modseq = ? "

@@ -137,3 +137,28 @@ def test_a_hand_drop_masked_by_our_own_change_is_found_by_the_later_verification
     monkeypatch.setattr(AccountMailbox, "verify_after", 0.0)
     assert alice.status("INBOX").messages == 3
     assert {s.subject for s in alice.summaries("INBOX")} == {"first", "second", "dropped"}
+
+
+def test_a_flag_change_racing_a_delivery_from_another_process_gets_a_modseq_of_its_own(
+        store: MailStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The delivery agent commits from its own process: here a second MailStore on the same files commits
+    # a delivery at the worst moment, after set_flags() has looked at the folder and before it writes.
+    alice = store.mailbox(ALICE)
+    alice.append("INBOX", message("old"))
+    agent_side = _reopen(store.root)
+    read_rows = alice._rows
+
+    def rows_then_a_delivery(*args: object, **kwargs: object) -> object:
+        out = read_rows(*args, **kwargs)     # type: ignore[arg-type]
+        if not delivered:
+            delivered.append(agent_side.deliver_sync([ALICE], message("new")))
+        return out
+
+    delivered: list[object] = []
+    monkeypatch.setattr(alice, "_rows", rows_then_a_delivery)
+    changed, _ = alice.set_flags("INBOX", [1], [SEEN], "add")
+    agent_side.close()
+    modseqs = {m.uid: m.modseq for m in alice.messages("INBOX")}
+    # RFC 7162 §3.1: every change gets a MODSEQ higher than any before it, and HIGHESTMODSEQ is the top
+    assert changed[0].modseq == modseqs[1] > modseqs[2]
+    assert alice.status("INBOX").highestmodseq == max(modseqs.values())
