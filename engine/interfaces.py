@@ -154,7 +154,7 @@ class Mailbox(Protocol):
     def recent_uids(self, folder: str) -> set[int]:
         """The messages claim_recent() would take now, left unclaimed (for EXAMINE)."""
         ...
-    def claim_recent(self, folder: str) -> set[int]:
+    def claim_recent(self, folder: str, upto: int | None = None) -> set[int]:
         """UIDs that are \\Recent for the caller (moved new/ -> cur/ so no other session gets them)."""
         ...
 

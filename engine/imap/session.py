@@ -47,6 +47,7 @@ from engine.interfaces import (
     SEEN,
     SYSTEM_FLAGS,
     Account,
+    FlagMode,
     FolderExists,
     FolderInfo,
     Mailbox,
@@ -212,6 +213,19 @@ class View:
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else 0
 
 
+def _applied(mode: str, flags: Iterable[str], old: Iterable[str]) -> set[str]:
+    """What STORE `mode` `flags` makes of `old` when nobody else touched the message."""
+    if mode == "set":
+        return set(flags)
+    if mode == "add":
+        return set(old) | set(flags)
+    return set(old) - set(flags)
+
+
+def _folded(flags: Iterable[str]) -> set[str]:
+    return {f.casefold() for f in flags}
+
+
 def _keywords(metas: Iterable[MessageMeta]) -> set[str]:
     seen_sets: set[frozenset[str]] = set()
     for m in metas:
@@ -272,7 +286,7 @@ def load_view(mb: Mailbox, name: str, snap: Snapshot | None, claim: bool) -> tup
     known = snapshot.uids[-1] if snapshot.uids else 0
     key = (id(mb), snapshot.name, snapshot.uidvalidity)
     if claim:
-        recent = mb.claim_recent(name) | LEDGER.claim(key, known)
+        recent = mb.claim_recent(name, known) | LEDGER.claim(key, known)
     else:
         # RFC 3501 §6.3.2: EXAMINE answers as SELECT does but must not take \Recent from anyone
         recent = mb.recent_uids(name) | LEDGER.peek(key, known)
@@ -783,8 +797,8 @@ class IMAPSession:
     def _claim_recent(self, v: View) -> set[int]:
         """Blocking: what the store still had in new/, and copies no session has seen yet (recent.py)."""
         mb = self.mailbox
-        claimed = mb.claim_recent(v.name)
-        return claimed | LEDGER.claim((id(mb), v.name, v.uidvalidity), v.uids[-1] if v.uids else 0)
+        known = v.uids[-1] if v.uids else 0       # not mail that came after this refresh looked
+        return mb.claim_recent(v.name, known) | LEDGER.claim((id(mb), v.name, v.uidvalidity), known)
 
     def _announce_expunged(self, uids: Sequence[int]) -> None:
         """EXPUNGE responses (highest first, so each number is still the client's) or VANISHED (QRESYNC)."""
@@ -1235,12 +1249,8 @@ class IMAPSession:
             if f.startswith("\\") and f not in SYSTEM_FLAGS:
                 return Done("BAD", f"Unknown system flag {f}")
         quota = self.account.quota if self.account else None
-        append: Any = self.mailbox.append
         try:
-            if quota is not None:
-                uidvalidity, uid = await self._store(append, name, data, flags, date, quota=quota)
-            else:
-                uidvalidity, uid = await self._store(append, name, data, flags, date)
+            uidvalidity, uid = await self._store(self._append_and_offer, name, data, flags, date, quota)
         except NoSuchFolder as exc:
             return Done("NO", str(exc), "TRYCREATE")
         if self.view is not None and self.view.name == name:
@@ -1435,6 +1445,12 @@ class IMAPSession:
                     if m.uid in v.meta:
                         v.meta[m.uid] = m
                         flags_changed.add(m.uid)
+                # the rows come back with every flag they have now, keywords other sessions set included:
+                # a keyword must be in FLAGS before a FETCH shows it (RFC 3501 §7.2.6)
+                new_keywords = _keywords(changed) - v.keywords
+                if new_keywords:
+                    v.keywords |= new_keywords
+                    self._send_flags(v)
         plan = FetchPlan(atts=tuple(atts), want_uid=cmd.uid, want_modseq=changedsince is not None,
                          flags_changed=frozenset(flags_changed), condstore=self.condstore,
                          recent=frozenset(v.recent),
@@ -1484,12 +1500,15 @@ class IMAPSession:
                 return Done("BAD", f"Unknown system flag {f}")
         if not uids:
             return Done("OK", "STORE completed")
-        changed, failed = await self._store(self.mailbox.set_flags, v.name, uids, flags, action.mode,
-                                            action.unchanged_since)
-        for m in changed:
+        before = {u: v.meta[u].flags for u in uids}
+        changed, failed, current = await self._store(self._set_flags_and_look, v.name, uids, flags, action.mode,
+                                                     action.unchanged_since, v.modseq)
+        # The answer is each message's flags as they are now, which may include what other sessions did
+        # since this one last looked (RFC 3501 §6.4.6: "as if a FETCH FLAGS"), not the session's old copy.
+        for m in current.values():
             if m.uid in v.meta:
                 v.meta[m.uid] = m
-        new_keywords = _keywords(changed) - v.keywords
+        new_keywords = _keywords(current.values()) - v.keywords
         if new_keywords:
             v.keywords |= new_keywords
             self._send_flags(v)
@@ -1499,12 +1518,15 @@ class IMAPSession:
             if uid in failed_set:
                 continue
             m = v.meta[uid]
-            if action.silent and not (self.condstore and uid in changed_uids and action.unchanged_since is not None):
-                continue
             if action.silent:
-                # RFC 7162 §3.1.3: a conditional .SILENT STORE still reports the new MODSEQ
-                self.send(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (v.seq_of(uid), uid, m.modseq))
-                continue
+                conditional = self.condstore and uid in changed_uids and action.unchanged_since is not None
+                # RFC 3501 §6.4.6: .SILENT still reports a change made by someone else
+                external = _folded(m.flags) != _folded(_applied(action.mode, flags, before[uid]))
+                if not external:
+                    if conditional:
+                        # RFC 7162 §3.1.3: a conditional .SILENT STORE still reports the new MODSEQ
+                        self.send(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (v.seq_of(uid), uid, m.modseq))
+                    continue
             extra = b" MODSEQ (%d)" % m.modseq if self.condstore else b""
             # RFC 7162 §3.1: once CONDSTORE is on, every untagged FETCH carries UID and MODSEQ
             self.send(b"* %d FETCH (" % v.seq_of(uid) + (b"UID %d " % uid if cmd.uid or self.condstore else b"")
@@ -1555,6 +1577,32 @@ class IMAPSession:
         self._announce_expunged(sorted(v.pending_expunged))
         return Done("OK", f"{verb} completed")
 
+
+    def _set_flags_and_look(self, folder: str, uids: list[int], flags: list[str], mode: FlagMode,
+                            unchanged_since: int | None,
+                            since: int) -> tuple[list[MessageMeta], list[int], dict[int, MessageMeta]]:
+        """Blocking: STORE, then the current state of the stored messages that changed since `since`
+        (this STORE's own changes and any other session's)."""
+        changed, failed = self.mailbox.set_flags(folder, uids, flags, mode, unchanged_since)
+        wanted = set(uids)
+        current = {m.uid: m for m in self.mailbox.changes_since(folder, since).changed if m.uid in wanted}
+        for m in changed:
+            current.setdefault(m.uid, m)
+        return changed, failed, current
+
+    def _append_and_offer(self, name: str, data: bytes, flags: list[str], date: float | None,
+                          quota: int | None) -> tuple[int, int]:
+        """Blocking: APPEND.  A message stored with a system flag goes to cur/, where no session claims
+        it, so it is offered as \\Recent like a copy (RFC 3501 §6.3.11: the Recent flag is also set)."""
+        mb = self.mailbox
+        append: Any = mb.append
+        if quota is not None:
+            uidvalidity, uid = append(name, data, flags, date, quota=quota)
+        else:
+            uidvalidity, uid = append(name, data, flags, date)
+        if any(f.startswith("\\") for f in flags):
+            LEDGER.offer((id(mb), canonical_name(name), uidvalidity), [uid])
+        return uidvalidity, uid
 
     def _copy_and_offer(self, move: bool, folder: str, uids: list[int],
                         target: str) -> tuple[int, list[tuple[int, int]]]:

@@ -66,6 +66,9 @@ from engine.store.workers import Workers
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.sqlite"
+# _RECENT_COPIES: copies and moves always land in cur/.  \Recent for them comes from the IMAP side's
+# ledger (engine/imap/recent.py) alone; one left in new/ would also be claimed by the first session to
+# look there, and two sessions would both see it \Recent (RFC 3501 §2.3.2 allows one).
 UIDVALIDITY_FILE = "postroom-uidvalidity"   # outside the index so a rebuilt index never reuses one
 TRASH_PREFIX = "postroom-deleted-"          # a folder being deleted; not a Maildir++ name (no ".")
 SORT_COLUMNS = {
@@ -1023,16 +1026,18 @@ class AccountMailbox:
         self._emit(events)
         return uids
 
-    def claim_recent(self, folder: str) -> set[int]:
+    def claim_recent(self, folder: str, upto: int | None = None) -> set[int]:
         """RFC 3501 §2.3.2 \\Recent: whoever moves a message from new/ to cur/ is the one session that
-        sees it as recent.  Not a flag change, so no MODSEQ."""
+        sees it as recent.  Not a flag change, so no MODSEQ.  `upto`: only UIDs the caller already knows
+        of, so mail arriving meanwhile stays recent for whoever announces it."""
         events: list[Event] = []
         claimed: set[int] = set()
         with self._lock:
             f = self._synced(folder, events)
             rows = [
                 _Row(*r) for r in self._db.execute(
-                    f"SELECT {_ROW_COLS} FROM messages WHERE fid = ? AND subdir = 'new' ORDER BY uid", (f.id,)
+                    f"SELECT {_ROW_COLS} FROM messages WHERE fid = ? AND subdir = 'new' AND uid <= ? ORDER BY uid",
+                    (f.id, upto if upto is not None else 2**62),
                 ).fetchall()
             ]
             moved: list[int] = []
@@ -1063,7 +1068,7 @@ class AccountMailbox:
             copied: list[tuple[_Row, str, str, str]] = []
             for r in self._rows(src.id, uids):
                 info = flags_to_info(info_to_flags(r.info))
-                sub = "cur" if info else "new"
+                sub = "cur"          # see _RECENT_COPIES
                 source = self._path(src, r)
                 disk_len = disk_size_from_base(r.base)
                 if disk_len is None:
@@ -1122,16 +1127,18 @@ class AccountMailbox:
             dst = self._synced(target, events)
             moved: list[tuple[_Row, str]] = []
             for r in self._rows(src.id, uids):
-                name = file_name(r.base, r.subdir, r.info)
                 try:
-                    _move_file(src.path / r.subdir / name, dst.path / r.subdir / name, dst.path / "tmp" / r.base)
+                    _move_file(src.path / r.subdir / file_name(r.base, r.subdir, r.info),
+                               dst.path / "cur" / file_name(r.base, "cur", r.info),     # see _RECENT_COPIES
+                               dst.path / "tmp" / r.base)
                 except FileNotFoundError:
                     continue
-                moved.append((r, r.subdir))
-            for sub in {m[1] for m in moved}:
-                fsync_dir(dst.path / sub)
-                if src.id != dst.id:
-                    fsync_dir(src.path / sub)
+                moved.append((r, "cur"))
+            if moved:
+                fsync_dir(dst.path / "cur")
+                for sub in {r.subdir for r, _ in moved}:
+                    if (src.id, sub) != (dst.id, "cur"):
+                        fsync_dir(src.path / sub)
             pairs = self._commit_moves(src, dst, moved, events)
         self._emit(events)
         return dst.uidvalidity, pairs

@@ -128,6 +128,26 @@ def test_claim_recent_hands_each_new_message_to_one_caller(alice: AccountMailbox
     assert b"Subject: m0" in alice.read("INBOX", 1)
 
 
+def test_claim_recent_takes_only_what_the_caller_already_knows_of(alice: AccountMailbox) -> None:
+    # A session that saw UIDs up to 1 must not take UID 2, which arrived after it looked: it would drop
+    # it as unknown and nobody would ever see it \Recent (RFC 3501 §2.3.2).
+    _fill(alice, 2)
+    assert alice.recent_uids("INBOX") == {1, 2}          # a read-only look takes nothing
+    assert alice.claim_recent("INBOX", upto=1) == {1}
+    assert alice.recent_uids("INBOX") == {2}
+    assert alice.claim_recent("INBOX") == {2}
+
+
+def test_copies_and_moves_land_in_cur_where_only_the_imap_ledger_hands_out_recent(alice: AccountMailbox) -> None:
+    _fill(alice, 2)
+    alice.create_folder("Dest")
+    _, copied = alice.copy("INBOX", [1], "Dest")
+    _, moved = alice.move("INBOX", [2], "Dest")
+    for _, uid in (*copied, *moved):
+        assert alice.path_of("Dest", uid).parent.name == "cur"
+    assert alice.recent_uids("Dest") == set()
+
+
 def test_cache_values_live_and_die_with_their_message(alice: AccountMailbox) -> None:
     _fill(alice, 1)
     assert alice.get_cached("INBOX", 1, "BODYSTRUCTURE") is None
