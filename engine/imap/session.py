@@ -1505,15 +1505,17 @@ class IMAPSession:
                                                      action.unchanged_since, v.modseq)
         # The answer is each message's flags as they are now, which may include what other sessions did
         # since this one last looked (RFC 3501 §6.4.6: "as if a FETCH FLAGS"), not the session's old copy.
-        for m in current.values():
-            if m.uid in v.meta:
-                v.meta[m.uid] = m
-        new_keywords = _keywords(current.values()) - v.keywords
+        # Messages that failed UNCHANGEDSINCE get no reply line here, so their news (someone else's
+        # change, the reason they failed) is left to the refresh after the command, which tells it.
+        failed_set = set(failed)
+        answered = [m for m in current.values() if m.uid in v.meta and m.uid not in failed_set]
+        for m in answered:
+            v.meta[m.uid] = m
+        new_keywords = _keywords(answered) - v.keywords
         if new_keywords:
             v.keywords |= new_keywords
             self._send_flags(v)
         changed_uids = {m.uid for m in changed}
-        failed_set = set(failed)
         for uid in uids:
             if uid in failed_set:
                 continue

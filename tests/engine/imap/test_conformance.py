@@ -292,3 +292,22 @@ def test_recent_goes_to_exactly_one_session_for_appended_copied_and_moved_mail(s
             third.close()
     finally:
         other.close()
+
+
+def test_a_conditional_store_that_fails_because_of_another_session_still_tells_what_changed(
+        server: IMAPServer, raw: Raw) -> None:
+    server.deliver(ALICE, message("one"))
+    other = Raw(server.port)
+    try:
+        other.login()
+        raw.login()
+        out = raw.cmd(b"s", b"SELECT INBOX (CONDSTORE)")
+        modseq = int(next(x for x in out if b"HIGHESTMODSEQ" in x).split()[3].strip(b"]"))
+        other.cmd(b"s", b"SELECT INBOX")
+        other.cmd(b"o", b"STORE 1 +FLAGS (\\Deleted)")
+        out = raw.cmd(b"t", b"STORE 1 (UNCHANGEDSINCE %d) +FLAGS (\\Flagged)" % modseq)
+        assert out[-1] == b"t OK [MODIFIED 1] Conditional STORE failed for some messages\r\n"
+        # the failed message gets no STORE reply, but the change that made it fail is reported
+        assert any(line.startswith(b"* 1 FETCH (UID 1 FLAGS (\\Deleted") for line in out[:-1])
+    finally:
+        other.close()
