@@ -786,13 +786,20 @@ class IMAPSession:
                 v.uids.append(m.uid)
                 v.meta[m.uid] = m
             v.uidnext = max(v.uidnext, v.uids[-1] + 1)
-            if not v.readonly:
-                claimed = await self._store(self._claim_recent, v)
-                if not self.rev2:       # RFC 9051 has no \Recent
-                    v.recent |= {u for u in claimed if u in v.meta}
+            # a read-only (EXAMINE) session sees new mail \Recent too, without taking it (RFC 3501 §2.3.2)
+            claimed = await self._store(self._peek_recent if v.readonly else self._claim_recent, v)
+            if not self.rev2:       # RFC 9051 has no \Recent
+                v.recent |= {u for u in claimed if u in v.meta}
             self.untagged(f"{len(v.uids)} EXISTS")
             if not self.rev2:
                 self.untagged(f"{len(v.recent)} RECENT")
+
+    def _peek_recent(self, v: View) -> set[int]:
+        """Blocking: what _claim_recent would take, left for the next read-write session."""
+        mb = self.mailbox
+        known = v.uids[-1] if v.uids else 0
+        return {u for u in mb.recent_uids(v.name) if u <= known} | LEDGER.peek(
+            (id(mb), v.name, v.uidvalidity), known)
 
     def _claim_recent(self, v: View) -> set[int]:
         """Blocking: what the store still had in new/, and copies no session has seen yet (recent.py)."""

@@ -347,3 +347,13 @@ def test_renaming_the_selected_mailbox_keeps_it_selected(server: IMAPServer, raw
     assert raw.cmd(b"n", b"NOOP") == [b"n OK NOOP completed\r\n"]
     assert raw.cmd(b"f", b"FETCH 1 (RFC822.SIZE)") == [b"* 1 FETCH (RFC822.SIZE %d)\r\n" % len(data),
                                                        b"f OK FETCH completed\r\n"]
+
+
+def test_a_read_only_session_sees_new_mail_recent_without_taking_it(server: IMAPServer, raw: Raw) -> None:
+    server.deliver(ALICE, message("one"))
+    raw.login()
+    assert b"* 1 RECENT\r\n" in raw.cmd(b"e", b"EXAMINE INBOX")
+    server.deliver(ALICE, message("two"))
+    out = raw.cmd(b"n", b"NOOP")
+    assert b"* 2 EXISTS\r\n" in out and b"* 2 RECENT\r\n" in out
+    assert b"* 2 RECENT\r\n" in raw.cmd(b"s", b"SELECT INBOX")     # both still there for a read-write one
