@@ -1595,8 +1595,9 @@ class IMAPSession:
         changed, failed = self.mailbox.set_flags(folder, uids, flags, mode, unchanged_since)
         wanted = set(uids)
         current = {m.uid: m for m in self.mailbox.changes_since(folder, since).changed if m.uid in wanted}
-        for m in changed:
-            current.setdefault(m.uid, m)
+        # what this STORE made of a message it changed is its answer; a change another session made
+        # after it is news for the refresh that follows the command
+        current.update((m.uid, m) for m in changed)
         return changed, failed, current
 
     def _append_and_offer(self, name: str, data: bytes, flags: list[str], date: float | None,
