@@ -192,10 +192,20 @@ class Raw:
         self.sock.close()
 
 
-@pytest.fixture
-def raw(server: IMAPServer) -> Iterator[Raw]:
+def _connected(server: IMAPServer) -> Iterator[Raw]:
     client = Raw(server.port)
     try:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def raw(server: IMAPServer) -> Iterator[Raw]:
+    yield from _connected(server)
+
+
+@pytest.fixture
+def other(server: IMAPServer) -> Iterator[Raw]:
+    """A second session beside `raw`, for what one session must hear of another's doings."""
+    yield from _connected(server)

@@ -238,76 +238,64 @@ def test_esearch_min_and_max_report_the_modseq_of_the_messages_they_name(server:
 
 
 def test_store_answers_with_the_flags_as_they_are_now_including_other_sessions_changes(
-        server: IMAPServer, raw: Raw) -> None:
+        server: IMAPServer, raw: Raw, other: Raw) -> None:
     server.deliver(ALICE, message("one"))
-    other = Raw(server.port)
-    try:
-        other.login()
-        raw.login()
-        for client in (raw, other):
-            client.cmd(b"s", b"SELECT INBOX")
-        other.cmd(b"o", b"STORE 1 +FLAGS (\\Flagged)")
-        # RFC 3501 §6.4.6: the reply is "as if a FETCH FLAGS": the flag is there, though this session
-        # asked for what was already done and has not been told about it yet
-        assert raw.cmd(b"a", b"STORE 1 +FLAGS (\\Flagged)")[0] == b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\n"
-        # .SILENT still reports a change made elsewhere (\Deleted here), and only then
-        other.cmd(b"o", b"STORE 1 +FLAGS (\\Deleted)")
-        assert raw.cmd(b"b", b"STORE 1 +FLAGS.SILENT (\\Seen)") == [
-            b"* 1 FETCH (FLAGS (\\Seen \\Flagged \\Deleted \\Recent))\r\n", b"b OK STORE completed\r\n"]
-        assert raw.cmd(b"c", b"STORE 1 -FLAGS.SILENT (\\Seen)") == [b"c OK STORE completed\r\n"]
-        # a keyword another session set is announced in FLAGS before a FETCH that sets \Seen shows it
-        other.cmd(b"o", b"STORE 1 +FLAGS (NewKeyword)")
-        out = raw.cmd(b"d", b"FETCH 1 (BODY[TEXT])")
-        assert out[0].startswith(b"* FLAGS (") and b"NewKeyword" in out[0]
-        assert b"NewKeyword" in b"".join(out[1:])
-    finally:
-        other.close()
+    other.login()
+    raw.login()
+    for client in (raw, other):
+        client.cmd(b"s", b"SELECT INBOX")
+    other.cmd(b"o", b"STORE 1 +FLAGS (\\Flagged)")
+    # RFC 3501 §6.4.6: the reply is "as if a FETCH FLAGS": the flag is there, though this session
+    # asked for what was already done and has not been told about it yet
+    assert raw.cmd(b"a", b"STORE 1 +FLAGS (\\Flagged)")[0] == b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\n"
+    # .SILENT still reports a change made elsewhere (\Deleted here), and only then
+    other.cmd(b"o", b"STORE 1 +FLAGS (\\Deleted)")
+    assert raw.cmd(b"b", b"STORE 1 +FLAGS.SILENT (\\Seen)") == [
+        b"* 1 FETCH (FLAGS (\\Seen \\Flagged \\Deleted \\Recent))\r\n", b"b OK STORE completed\r\n"]
+    assert raw.cmd(b"c", b"STORE 1 -FLAGS.SILENT (\\Seen)") == [b"c OK STORE completed\r\n"]
+    # a keyword another session set is announced in FLAGS before a FETCH that sets \Seen shows it
+    other.cmd(b"o", b"STORE 1 +FLAGS (NewKeyword)")
+    out = raw.cmd(b"d", b"FETCH 1 (BODY[TEXT])")
+    assert out[0].startswith(b"* FLAGS (") and b"NewKeyword" in out[0]
+    assert b"NewKeyword" in b"".join(out[1:])
 
 
 def test_recent_goes_to_exactly_one_session_for_appended_copied_and_moved_mail(server: IMAPServer,
-                                                                                raw: Raw) -> None:
-    other = Raw(server.port)
+                                                                                raw: Raw, other: Raw) -> None:
+    other.login()
+    raw.login()
+    raw.cmd(b"c", b"CREATE Dest")
+    raw.cmd(b"s", b"SELECT INBOX")
+    # RFC 3501 §6.3.11: an APPENDed message is \Recent, with a system flag too (it is filed in cur/)
+    for flags in (b"(\\Seen) ", b""):
+        other.send(b"a APPEND INBOX " + flags + b"{15}\r\n")
+        assert other.line().startswith(b"+")
+        other.send(b"Subject: a\r\n\r\nx" + b"\r\n")          # 15 octets, then the line's end
+        assert other.until(b"a")[-1].startswith(b"a OK")
+    assert b"* 2 RECENT\r\n" in raw.cmd(b"n", b"NOOP")
+    # copies and moves: the first session to see them gets them, the one watching the target here
+    other.cmd(b"w", b"SELECT Dest")
+    raw.cmd(b"k", b"COPY 1:2 Dest")
+    raw.cmd(b"m", b"MOVE 2 Dest")
+    assert b"* 3 RECENT\r\n" in other.cmd(b"n", b"NOOP")
+    third = Raw(server.port)
     try:
-        other.login()
-        raw.login()
-        raw.cmd(b"c", b"CREATE Dest")
-        raw.cmd(b"s", b"SELECT INBOX")
-        # RFC 3501 §6.3.11: an APPENDed message is \Recent, with a system flag too (it is filed in cur/)
-        for flags in (b"(\\Seen) ", b""):
-            other.send(b"a APPEND INBOX " + flags + b"{15}\r\n")
-            assert other.line().startswith(b"+")
-            other.send(b"Subject: a\r\n\r\nx" + b"\r\n")          # 15 octets, then the line's end
-            assert other.until(b"a")[-1].startswith(b"a OK")
-        assert b"* 2 RECENT\r\n" in raw.cmd(b"n", b"NOOP")
-        # copies and moves: the first session to see them gets them, the one watching the target here
-        other.cmd(b"w", b"SELECT Dest")
-        raw.cmd(b"k", b"COPY 1:2 Dest")
-        raw.cmd(b"m", b"MOVE 2 Dest")
-        assert b"* 3 RECENT\r\n" in other.cmd(b"n", b"NOOP")
-        third = Raw(server.port)
-        try:
-            third.login()
-            assert b"* 0 RECENT\r\n" in third.cmd(b"s", b"SELECT Dest")
-        finally:
-            third.close()
+        third.login()
+        assert b"* 0 RECENT\r\n" in third.cmd(b"s", b"SELECT Dest")
     finally:
-        other.close()
+        third.close()
 
 
 def test_a_conditional_store_that_fails_because_of_another_session_still_tells_what_changed(
-        server: IMAPServer, raw: Raw) -> None:
+        server: IMAPServer, raw: Raw, other: Raw) -> None:
     server.deliver(ALICE, message("one"))
-    other = Raw(server.port)
-    try:
-        other.login()
-        raw.login()
-        out = raw.cmd(b"s", b"SELECT INBOX (CONDSTORE)")
-        modseq = int(next(x for x in out if b"HIGHESTMODSEQ" in x).split()[3].strip(b"]"))
-        other.cmd(b"s", b"SELECT INBOX")
-        other.cmd(b"o", b"STORE 1 +FLAGS (\\Deleted)")
-        out = raw.cmd(b"t", b"STORE 1 (UNCHANGEDSINCE %d) +FLAGS (\\Flagged)" % modseq)
-        assert out[-1] == b"t OK [MODIFIED 1] Conditional STORE failed for some messages\r\n"
-        # the failed message gets no STORE reply, but the change that made it fail is reported
-        assert any(line.startswith(b"* 1 FETCH (UID 1 FLAGS (\\Deleted") for line in out[:-1])
-    finally:
-        other.close()
+    other.login()
+    raw.login()
+    out = raw.cmd(b"s", b"SELECT INBOX (CONDSTORE)")
+    modseq = int(next(x for x in out if b"HIGHESTMODSEQ" in x).split()[3].strip(b"]"))
+    other.cmd(b"s", b"SELECT INBOX")
+    other.cmd(b"o", b"STORE 1 +FLAGS (\\Deleted)")
+    out = raw.cmd(b"t", b"STORE 1 (UNCHANGEDSINCE %d) +FLAGS (\\Flagged)" % modseq)
+    assert out[-1] == b"t OK [MODIFIED 1] Conditional STORE failed for some messages\r\n"
+    # the failed message gets no STORE reply, but the change that made it fail is reported
+    assert any(line.startswith(b"* 1 FETCH (UID 1 FLAGS (\\Deleted") for line in out[:-1])

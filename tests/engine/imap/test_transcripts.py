@@ -139,41 +139,34 @@ def test_literal_plus_needs_no_continuation(server: IMAPServer, raw: Raw) -> Non
                    % server.store.mailbox(ALICE).status("INBOX").uidvalidity]
 
 
-def test_expunge_is_held_back_during_fetch_store_and_search(server: IMAPServer, raw: Raw) -> None:
+def test_expunge_is_held_back_during_fetch_store_and_search(server: IMAPServer, raw: Raw,
+                                                            other: Raw) -> None:
     for i in range(3):
         server.deliver(ALICE, message(f"m{i}"))
-    other = Raw(server.port)
-    try:
-        raw.login()
-        other.login()
-        raw.cmd(b"s", b"SELECT INBOX")
-        other.cmd(b"s", b"SELECT INBOX")
-        assert other.cmd(b"d", b"STORE 2 +FLAGS.SILENT (\\Deleted)") == [b"d OK STORE completed\r\n"]
-        assert other.cmd(b"x", b"EXPUNGE") == [b"* 2 EXPUNGE\r\n", b"x OK EXPUNGE completed\r\n"]
-        # RFC 3501 §7.4.1: not during FETCH (the flag change may be told, the expunge may not)
-        fetched = raw.cmd(b"f", b"FETCH 1:3 (UID)")
-        assert not any(b"EXPUNGE" in line for line in fetched)
-        assert b"* 3 FETCH (UID 3)\r\n" in fetched
-        assert not any(b"EXPUNGE" in line for line in raw.cmd(b"g", b"SEARCH ALL"))
-        assert raw.cmd(b"n", b"NOOP") == [b"* 2 EXPUNGE\r\n", b"n OK NOOP completed\r\n"]
-        assert raw.cmd(b"u", b"SEARCH ALL") == [b"* SEARCH 1 2\r\n", b"u OK SEARCH completed\r\n"]
-    finally:
-        other.close()
+    raw.login()
+    other.login()
+    raw.cmd(b"s", b"SELECT INBOX")
+    other.cmd(b"s", b"SELECT INBOX")
+    assert other.cmd(b"d", b"STORE 2 +FLAGS.SILENT (\\Deleted)") == [b"d OK STORE completed\r\n"]
+    assert other.cmd(b"x", b"EXPUNGE") == [b"* 2 EXPUNGE\r\n", b"x OK EXPUNGE completed\r\n"]
+    # RFC 3501 §7.4.1: not during FETCH (the flag change may be told, the expunge may not)
+    fetched = raw.cmd(b"f", b"FETCH 1:3 (UID)")
+    assert not any(b"EXPUNGE" in line for line in fetched)
+    assert b"* 3 FETCH (UID 3)\r\n" in fetched
+    assert not any(b"EXPUNGE" in line for line in raw.cmd(b"g", b"SEARCH ALL"))
+    assert raw.cmd(b"n", b"NOOP") == [b"* 2 EXPUNGE\r\n", b"n OK NOOP completed\r\n"]
+    assert raw.cmd(b"u", b"SEARCH ALL") == [b"* SEARCH 1 2\r\n", b"u OK SEARCH completed\r\n"]
 
 
-def test_flag_changes_reach_the_other_session(server: IMAPServer, raw: Raw) -> None:
+def test_flag_changes_reach_the_other_session(server: IMAPServer, raw: Raw, other: Raw) -> None:
     server.deliver(ALICE, message("m"))
-    other = Raw(server.port)
-    try:
-        raw.login()
-        other.login()
-        raw.cmd(b"s", b"SELECT INBOX")
-        other.cmd(b"s", b"SELECT INBOX")
-        other.cmd(b"t", b"STORE 1 +FLAGS.SILENT (\\Answered)")
-        assert raw.cmd(b"n", b"NOOP") == [b"* 1 FETCH (UID 1 FLAGS (\\Answered \\Recent))\r\n",
-                                         b"n OK NOOP completed\r\n"]
-    finally:
-        other.close()
+    raw.login()
+    other.login()
+    raw.cmd(b"s", b"SELECT INBOX")
+    other.cmd(b"s", b"SELECT INBOX")
+    other.cmd(b"t", b"STORE 1 +FLAGS.SILENT (\\Answered)")
+    assert raw.cmd(b"n", b"NOOP") == [b"* 1 FETCH (UID 1 FLAGS (\\Answered \\Recent))\r\n",
+                                     b"n OK NOOP completed\r\n"]
 
 
 def test_esearch_and_searchres(server: IMAPServer, raw: Raw) -> None:
