@@ -284,13 +284,18 @@ def load_view(mb: Mailbox, name: str, snap: Snapshot | None, claim: bool) -> tup
         snapshot = Snapshot(status.name, status.uidvalidity, status.highestmodseq,
                             tuple(m.uid for m in metas), {m.uid: m for m in metas})
     known = snapshot.uids[-1] if snapshot.uids else 0
-    key = (id(mb), snapshot.name, snapshot.uidvalidity)
+    return status, snapshot, take_recent(mb, snapshot.name, snapshot.uidvalidity, known, claim)
+
+
+def take_recent(mb: Mailbox, name: str, uidvalidity: int, known: int, claim: bool) -> set[int]:
+    """Blocking: the messages up to UID `known` that are \\Recent for this session: what the store still
+    has in new/ and copies no session has seen yet (recent.py).  `claim` (a read-write session) takes them
+    from every other session; a read-only one only looks (RFC 3501 §2.3.2, §6.3.2).  Mail beyond `known`
+    arrived after the caller looked: it stays for whoever announces it."""
+    key = (id(mb), name, uidvalidity)
     if claim:
-        recent = mb.claim_recent(name, known) | LEDGER.claim(key, known)
-    else:
-        # RFC 3501 §6.3.2: EXAMINE answers as SELECT does but must not take \Recent from anyone
-        recent = mb.recent_uids(name) | LEDGER.peek(key, known)
-    return status, snapshot, recent
+        return mb.claim_recent(name, known) | LEDGER.claim(key, known)
+    return {u for u in mb.recent_uids(name) if u <= known} | LEDGER.peek(key, known)
 
 
 # --- FETCH work done in a worker thread ----------------------------------------------------------------
@@ -775,10 +780,7 @@ class IMAPSession:
         v.modseq = max(v.modseq, ch.highestmodseq)
         if allow_expunge and v.pending_expunged:
             self._announce_expunged(sorted(v.pending_expunged))
-        new_keywords = _keywords([*updates, *new]) - v.keywords
-        if new_keywords:
-            v.keywords |= new_keywords
-            self._send_flags(v)
+        self._announce_keywords(v, [*updates, *new])
         for m in updates:
             self._send_flag_update(v, m)
         if new:
@@ -786,26 +788,13 @@ class IMAPSession:
                 v.uids.append(m.uid)
                 v.meta[m.uid] = m
             v.uidnext = max(v.uidnext, v.uids[-1] + 1)
-            # a read-only (EXAMINE) session sees new mail \Recent too, without taking it (RFC 3501 §2.3.2)
-            claimed = await self._store(self._peek_recent if v.readonly else self._claim_recent, v)
+            claimed = await self._store(take_recent, self.mailbox, v.name, v.uidvalidity, v.uids[-1],
+                                        not v.readonly)
             if not self.rev2:       # RFC 9051 has no \Recent
                 v.recent |= {u for u in claimed if u in v.meta}
             self.untagged(f"{len(v.uids)} EXISTS")
             if not self.rev2:
                 self.untagged(f"{len(v.recent)} RECENT")
-
-    def _peek_recent(self, v: View) -> set[int]:
-        """Blocking: what _claim_recent would take, left for the next read-write session."""
-        mb = self.mailbox
-        known = v.uids[-1] if v.uids else 0
-        return {u for u in mb.recent_uids(v.name) if u <= known} | LEDGER.peek(
-            (id(mb), v.name, v.uidvalidity), known)
-
-    def _claim_recent(self, v: View) -> set[int]:
-        """Blocking: what the store still had in new/, and copies no session has seen yet (recent.py)."""
-        mb = self.mailbox
-        known = v.uids[-1] if v.uids else 0       # not mail that came after this refresh looked
-        return mb.claim_recent(v.name, known) | LEDGER.claim((id(mb), v.name, v.uidvalidity), known)
 
     def _announce_expunged(self, uids: Sequence[int]) -> None:
         """EXPUNGE responses (highest first, so each number is still the client's) or VANISHED (QRESYNC)."""
@@ -834,6 +823,13 @@ class IMAPSession:
         self.condstore = True
         if self.view is not None:
             self.untagged(f"OK [HIGHESTMODSEQ {max(self.view.modseq, 1)}] Highest")
+
+    def _announce_keywords(self, v: View, metas: Iterable[MessageMeta]) -> None:
+        """A keyword must be in an untagged FLAGS before any FETCH shows it (RFC 3501 §7.2.6)."""
+        new_keywords = _keywords(metas) - v.keywords
+        if new_keywords:
+            v.keywords |= new_keywords
+            self._send_flags(v)
 
     def _send_flag_update(self, v: View, m: MessageMeta) -> None:
         seq = v.seq_of(m.uid)
@@ -1167,7 +1163,7 @@ class IMAPSession:
         select_special = "SPECIAL-USE" in lc.select_opts
         return_subscribed = "SUBSCRIBED" in lc.return_opts or "SUBSCRIBED" in lc.select_opts
         recursive = "RECURSIVEMATCH" in lc.select_opts
-        subscribed = {n for n, f in info.items() if f.subscribed}
+        subscribed: set[str] = set()
         if select_subscribed or return_subscribed:
             subscribed = set(await self._store(self.mailbox.subscriptions))
         if select_subscribed:
@@ -1452,12 +1448,8 @@ class IMAPSession:
                     if m.uid in v.meta:
                         v.meta[m.uid] = m
                         flags_changed.add(m.uid)
-                # the rows come back with every flag they have now, keywords other sessions set included:
-                # a keyword must be in FLAGS before a FETCH shows it (RFC 3501 §7.2.6)
-                new_keywords = _keywords(changed) - v.keywords
-                if new_keywords:
-                    v.keywords |= new_keywords
-                    self._send_flags(v)
+                # the rows come back with every flag they have now, keywords other sessions set included
+                self._announce_keywords(v, changed)
         plan = FetchPlan(atts=tuple(atts), want_uid=cmd.uid, want_modseq=changedsince is not None,
                          flags_changed=frozenset(flags_changed), condstore=self.condstore,
                          recent=frozenset(v.recent),
@@ -1518,10 +1510,7 @@ class IMAPSession:
         answered = [m for m in current.values() if m.uid in v.meta and m.uid not in failed_set]
         for m in answered:
             v.meta[m.uid] = m
-        new_keywords = _keywords(answered) - v.keywords
-        if new_keywords:
-            v.keywords |= new_keywords
-            self._send_flags(v)
+        self._announce_keywords(v, answered)
         changed_uids = {m.uid for m in changed}
         for uid in uids:
             if uid in failed_set:
@@ -1585,7 +1574,6 @@ class IMAPSession:
         v.pending_expunged.update(s for s, _ in pairs if s in v.meta)
         self._announce_expunged(sorted(v.pending_expunged))
         return Done("OK", f"{verb} completed")
-
 
     def _set_flags_and_look(self, folder: str, uids: list[int], flags: list[str], mode: FlagMode,
                             unchanged_since: int | None,

@@ -113,8 +113,7 @@ def connect(path: Path, *, durable: bool = False) -> sqlite3.Connection:
     with transaction(db):
         db.execute("INSERT OR IGNORE INTO usage (id, bytes) SELECT 1, coalesce(sum(size), 0) FROM messages "
                    "WHERE NOT EXISTS (SELECT 1 FROM usage)")
-    # Likewise an index from before the subscriptions table: its folders' own flags carry over, once.
-    with transaction(db):
+        # Likewise an index from before the subscriptions table: its folders' own flags carry over, once.
         if db.execute("SELECT 1 FROM meta WHERE key = 'subscriptions'").fetchone() is None:
             db.execute("INSERT OR IGNORE INTO subscriptions (name) SELECT name FROM folders WHERE subscribed")
             db.execute("INSERT INTO meta (key, value) VALUES ('subscriptions', '1')")
