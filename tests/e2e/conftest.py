@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 POSTROOM = [sys.executable, "-m", "engine.cli"]
+START_DEADLINE = 45.0
 SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 
 
@@ -32,17 +33,6 @@ def postroom(data_dir: Path, *args: str, input: str | None = None, check: bool =
     if check and result.returncode != 0:
         raise AssertionError(f"postroom {' '.join(args)} failed: {result.stderr}")
     return result
-
-
-def wait_for_port(port: int, deadline: float = 20.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port} after {deadline}s")
 
 
 @dataclass
@@ -67,8 +57,32 @@ class Server:
             with open(self.output, "a") as out:
                 self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True)
         # Listeners start one after another: every one of them answers before the server counts as up.
-        for service in SERVICES:
-            wait_for_port(self.ports[service])
+        # A server that exits or never comes up is killed here and its own output is the error: nothing
+        # outlives a failed start, and the reason is in the test report.  The deadline is past the engine's
+        # own 30 s wait for its delivery agent (after which it serves without one).
+        end = time.monotonic() + START_DEADLINE
+        try:
+            for service in SERVICES:
+                self._wait_for(service, end)
+        except AssertionError as exc:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            output = self._collect()
+            self.proc = None
+            raise AssertionError(f"{exc}; serve said:\n{output}") from None
+
+    def _wait_for(self, service: str, end: float) -> None:
+        assert self.proc is not None
+        port = self.ports[service]
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited ({self.proc.returncode}) before {service} listened on {port}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"nothing listens for {service} on port {port} after {START_DEADLINE:.0f} s")
 
     def _collect(self) -> str:
         assert self.proc is not None
