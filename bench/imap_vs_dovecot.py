@@ -259,7 +259,10 @@ def serve_postroom(data_dir: Path, port: int) -> None:
         await listener.stop(1.0)
         store.close()
 
-    asyncio.run(main())
+    from engine.eventloop import new_event_loop
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:    # as the engine runs
+        runner.run(main())
 
 
 def start_dovecot(root: Path, maildir: Path) -> tuple[subprocess.Popen[bytes], int]:

@@ -7,7 +7,8 @@ message is in the server's Maildir (new/ or cur/).  The servers, each in its own
 - postroom:  engine.smtp SMTPListener (role "smtp") with the real Directory, MailStore and DeliveryLog,
              and the delivery agent process the engine starts by default ([delivery] local_process:
              the SMTP sessions' deliveries are written and indexed there), so every message is parsed, checked, given a Received: line, fsynced (file and directory),
-             indexed (durable SQLite commit) and logged before its 250.
+             indexed (durable SQLite commit) and logged before its 250.  On the engine's own loop
+             (engine/eventloop.py: uvloop; `POSTROOM_EVENT_LOOP=asyncio` for the standard one).
 - postfix:   a throwaway Postfix instance (`postfix -c DIR start`, its own main.cf/master.cf, queue and
              data directories in a temp dir, no chroot, smtpd on a free loopback port) delivering through
              virtual(8) into a Maildir: smtpd -> cleanup (queue file fsynced before the 250) -> qmgr ->
@@ -19,7 +20,8 @@ message is in the server's Maildir (new/ or cur/).  The servers, each in its own
 - floor:     not a mail server (only with --servers ...,floor): a bare asyncio.Protocol that checks
              nothing and, on the loop itself, writes, fsyncs, renames, fsyncs new/ and commits one row to
              a SQLite WAL index (synchronous=FULL) before each 250 - the ceiling for any Python design that
-             keeps issue 2's order of durable steps, on the same disk in the same run.
+             keeps issue 2's order of durable steps, on the same disk in the same run.  On the engine's
+             loop, as postroom; aiosmtpd runs on asyncio's own loop, as its documentation starts it.
 
 The machine is shared and disk timings vary by ±30% between runs, so every round runs every server
 back to back (the order rotates between rounds), each in a fresh directory under one work directory
@@ -489,7 +491,13 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.serve:
-        asyncio.run(SERVERS[args.serve](args.data, args.port_file))
+        if args.serve == "aiosmtpd":
+            asyncio.run(SERVERS[args.serve](args.data, args.port_file))
+        else:
+            from engine.eventloop import new_event_loop
+
+            with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                runner.run(SERVERS[args.serve](args.data, args.port_file))
         return 0
 
     if not Path(SMTP_SOURCE).exists():
@@ -508,6 +516,11 @@ def main() -> int:
     print(f"SMTP reception: {args.messages} messages of {args.size} octets via smtp-source, one connection "
           f"per message, clock stops when the last is in the Maildir; {args.rounds} interleaved rounds, "
           f"{os.cpu_count()} CPUs, load average before: {load_before}")
+    from engine.eventloop import loop_name, new_event_loop
+
+    probe = new_event_loop()
+    print(f"postroom and floor on {loop_name(probe)}, aiosmtpd on asyncio")
+    probe.close()
     results: dict[tuple[str, int], list[dict[str, Any]]] = {}
     ok = True
     # Every run's files stay until the end: deleting thousands of files just before the next server

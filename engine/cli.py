@@ -75,6 +75,9 @@ def _parse_listen_overrides(values: Sequence[str]) -> dict[str, ListenAddress | 
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.eventloop import loop_name
     from engine.runtime import Engine, EngineError
 
     listen = _parse_listen_overrides(args.listen) if args.listen else None
@@ -85,8 +88,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if state.state != "off":
                 extra = f" ({state.reason})" if state.reason else ""
                 print(f"{state.service:12} {state.address:24} {state.state}{extra}", flush=True)
-        print(f"postroom {__version__} serving mail for {engine.config.hostname}; data in {args.data_dir}",
-              flush=True)
+        loop = loop_name(asyncio.get_running_loop())      # called on the engine's loop, once it serves
+        print(f"postroom {__version__} serving mail for {engine.config.hostname} on {loop}; "
+              f"data in {args.data_dir}", flush=True)
 
     try:
         engine.serve_forever(on_started=started)

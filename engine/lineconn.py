@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
-from typing import Self
+from typing import Self, cast
 
 
 class LineTooLong(Exception):
@@ -65,9 +65,9 @@ class LineConnection(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------------------
 
     def connection_made(self: Self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self._configure(transport)
+        # cast, not isinstance: uvloop's TLS transport has the whole Transport API without the base class.
+        self.transport = cast(asyncio.Transport, transport)
+        self._configure(self.transport)
         if self.on_connected is not None:
             callback, self.on_connected = self.on_connected, None
             callback(self)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.config import Config, ListenAddress, load_config
+from engine.eventloop import loop_name, new_event_loop
 from engine.events import EngineStateChanged, EventBus, ListenerChanged
 from engine.interfaces import StoreError
 from engine.services import Listener, Services
@@ -346,7 +347,8 @@ class Engine:
                 await self.stop(grace=SHUTDOWN_GRACE)
                 self.close()
 
-        with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            log.info("engine loop: %s", loop_name(runner.get_loop()))
             runner.run(main())
 
 
@@ -369,8 +371,9 @@ class EngineThread:
         self._thread = threading.Thread(target=self._run, name="postroom-engine", daemon=True)
 
     def _run(self) -> None:
-        # An explicit selector loop: qasync installs a global policy whose new loops are Qt loops.
-        loop = asyncio.SelectorEventLoop()
+        # An explicit loop: qasync installs a global policy whose new loops are Qt loops.
+        loop = new_event_loop()
+        log.info("engine loop: %s", loop_name(loop))
         asyncio.set_event_loop(loop)
         self._loop = loop
         self._ready.set()

@@ -20,7 +20,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import dns.asyncresolver
 import dns.reversename
@@ -203,8 +203,8 @@ class SMTPSession(SMTP):
         """Closes the connection now, telling the client why if the socket still takes it."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(reply.line().encode("ascii") + CRLF)
+            # cast, not isinstance: uvloop's TLS transport has the API without the base class.
+            cast(asyncio.WriteTransport, transport).write(reply.line().encode("ascii") + CRLF)
             transport.close()
 
     @property

@@ -130,3 +130,9 @@ def test_a_broken_settings_file_stops_the_server_with_one_line(tmp_path: Path) -
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "postroom.toml:2: limits.recipients" in result.stderr
+
+
+def test_serve_reports_the_loop_it_runs_on(server: Server) -> None:
+    """uvloop is a dependency (engine/eventloop.py); the start-up line says the server really runs on it."""
+    output = server.stop()
+    assert "serving mail for mx.example.test on uvloop; data in " in output

@@ -288,6 +288,8 @@ def test_headless_server_as_the_service_user_receives_over_smtp_and_serves_over_
     with serving([*as_service, "serve", "--listen", f"smtp=127.0.0.1:{smtp_port}",
                   "--listen", f"imap=127.0.0.1:{imap_port}"]) as server:
         server.wait_serving()
+        # The frozen program carries uvloop (compiled, with modules only its C code imports) and runs on it.
+        assert " on uvloop; " in server.lines[-1]
         body = f"Sent to the packaged server at {time.time()}.\r\n"
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
             refused = smtp.sendmail("bob@remote.test", ["ann@example.test"],
