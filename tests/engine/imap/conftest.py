@@ -18,6 +18,7 @@ from argon2 import PasswordHasher
 
 from engine.auth import AuthFailureLimiter, Directory
 from engine.config import Config, Limits
+from engine.eventloop import new_event_loop
 from engine.events import EventBus
 from engine.imap.server import IMAPListener
 from engine.services import Services
@@ -74,7 +75,7 @@ class IMAPServer:
         for address, password in ((ALICE, ALICE_PW), (BOB, BOB_PW)):
             self.directory.add_account(address, password)
             self.store.create_account(address)
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()     # the loop the engine runs on (engine/eventloop.py)
         self._thread = threading.Thread(target=self.loop.run_forever, name="imap-test-loop", daemon=True)
         self._thread.start()
         kwargs: dict[str, Any] = {"loopback_is_secure": loopback_is_secure}

@@ -19,6 +19,7 @@ from argon2 import PasswordHasher
 
 from engine.auth import AuthFailureLimiter, Directory
 from engine.config import Config, Limits
+from engine.eventloop import new_event_loop
 from engine.events import EventBus
 from engine.pop3.server import POP3Listener
 from engine.services import Services
@@ -79,7 +80,7 @@ class POP3Server:
             self.directory.add_account(address, password)
             self.store.create_account(address)
 
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()     # the loop the engine runs on (engine/eventloop.py)
         self._thread = threading.Thread(target=self.loop.run_forever, name="pop3-test-loop", daemon=True)
         self._thread.start()
         self.pop3 = POP3Listener(self.services, "pop3", idle_timeout=idle_timeout,

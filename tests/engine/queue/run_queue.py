@@ -34,4 +34,7 @@ async def main(data_dir: Path, dns_port: int, remote_port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
+    from engine.eventloop import new_event_loop
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:     # as the engine runs
+        runner.run(main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))

@@ -26,6 +26,7 @@ from argon2 import PasswordHasher
 
 from engine.auth import AuthFailureLimiter, Directory
 from engine.config import Config, Limits
+from engine.eventloop import new_event_loop
 from engine.events import EventBus
 from engine.log import DeliveryLog
 from engine.services import Services
@@ -45,7 +46,7 @@ class LoopThread:
     """An asyncio loop in a thread; `run` waits for a coroutine on it from the test's thread."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()     # the loop the engine runs on (engine/eventloop.py)
         self.thread = threading.Thread(target=self.loop.run_forever, name="smtp-test-loop", daemon=True)
         self.thread.start()
 
