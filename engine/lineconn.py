@@ -65,7 +65,7 @@ class LineConnection(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------------------
 
     def connection_made(self: Self, transport: asyncio.BaseTransport) -> None:
-        # cast, not isinstance: uvloop's TLS transport has the whole Transport API without the base class.
+        # cast, not isinstance: uvloop's transports have the whole Transport API without the base class.
         self.transport = cast(asyncio.Transport, transport)
         self._configure(self.transport)
         if self.on_connected is not None:

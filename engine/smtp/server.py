@@ -203,7 +203,7 @@ class SMTPSession(SMTP):
         """Closes the connection now, telling the client why if the socket still takes it."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            # cast, not isinstance: uvloop's TLS transport has the API without the base class.
+            # cast, not isinstance: uvloop's transports have the API without the base class.
             cast(asyncio.WriteTransport, transport).write(reply.line().encode("ascii") + CRLF)
             transport.close()
 
