@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -26,6 +27,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def service_ports() -> dict[str, int]:
+    """A distinct free port per service: every socket stays bound until all are chosen, so the kernel
+    cannot hand the same port out twice (separate free_port() calls can)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in SERVICES]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return {service: int(sock.getsockname()[1]) for service, sock in zip(SERVICES, socks, strict=True)}
+
+
 def postroom(data_dir: Path, *args: str, input: str | None = None, check: bool = True,
              timeout: float = 60) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([*POSTROOM, "--data-dir", str(data_dir), *args], input=input, text=True,
@@ -33,6 +44,10 @@ def postroom(data_dir: Path, *args: str, input: str | None = None, check: bool =
     if check and result.returncode != 0:
         raise AssertionError(f"postroom {' '.join(args)} failed: {result.stderr}")
     return result
+
+
+class PortTaken(AssertionError):
+    """serve could not bind a port chosen for it: another program took it after it was chosen."""
 
 
 @dataclass
@@ -46,11 +61,24 @@ class Server:
     output: Path | None = None
 
     def start(self) -> None:
+        """Starts serve; if a chosen port was taken by someone else in the meantime (serve says so and
+        exits), starts again on fresh ports, twice at most."""
+        for attempt in range(3):
+            try:
+                self._start_once()
+                return
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                self.ports = service_ports()
+
+    def _start_once(self) -> None:
         args = [f"--listen=smtp=127.0.0.1:{self.ports['smtp']}",
                 f"--listen=submission=127.0.0.1:{self.ports['submission']}"]
         for service in ("submissions", "imap", "imaps", "pop3", "pop3s"):
             args.append(f"--listen={service}=127.0.0.1:{self.ports[service]}")
         command = [*POSTROOM, "--data-dir", str(self.data_dir), "serve", *args]
+        offset = self.output.stat().st_size if self.output is not None and self.output.exists() else 0
         if self.output is None:
             self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         else:
@@ -67,8 +95,10 @@ class Server:
         except AssertionError as exc:
             if self.proc.poll() is None:
                 self.proc.kill()
-            output = self._collect()
+            output = self._collect()[offset:]         # this attempt's output (a log file keeps earlier ones)
             self.proc = None
+            if "already in use" in output:
+                raise PortTaken(f"{exc}; serve said:\n{output}") from None
             raise AssertionError(f"{exc}; serve said:\n{output}") from None
 
     def _wait_for(self, service: str, end: float) -> None:
@@ -156,7 +186,7 @@ ACCOUNTS = {f"{name}@example.test": f"{name}-pw" for name in ("alice", "bob", "c
 @contextmanager
 def serving(data: Path) -> Iterator[Server]:
     """`postroom serve` on fresh high loopback ports for as long as the block runs; killed if still up."""
-    srv = Server(data, {s: free_port() for s in SERVICES}, output=data.parent / f"{data.name}-serve.log")
+    srv = Server(data, service_ports(), output=data.parent / f"{data.name}-serve.log")
     srv.start()
     try:
         yield srv
@@ -178,7 +208,7 @@ def data_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def server(tmp_path: Path, data_template: Path) -> Iterator[Server]:
     data = copy_data_dir(data_template, tmp_path / "data")
-    srv = Server(data, {s: free_port() for s in SERVICES})
+    srv = Server(data, service_ports())
     srv.start()
     try:
         yield srv
