@@ -285,6 +285,8 @@ def test_headless_server_as_the_service_user_receives_over_smtp_and_serves_over_
     run(*as_service, "account", "add", "ann@example.test", "--password-stdin", input="pw-ann-1\n", env=CLEAN_ENV,
         cwd="/")
     smtp_port, imap_port = free_port(), free_port()
+    while imap_port == smtp_port:       # two bind-to-0 calls in a row may get the same port
+        imap_port = free_port()
     with serving([*as_service, "serve", "--listen", f"smtp=127.0.0.1:{smtp_port}",
                   "--listen", f"imap=127.0.0.1:{imap_port}"]) as server:
         server.wait_serving()
