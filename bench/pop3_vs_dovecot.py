@@ -212,10 +212,9 @@ def serve_postroom(data_dir: Path, port: int) -> None:
         await stop.wait()
         await listener.stop(1.0)
 
-    from engine.eventloop import new_event_loop
+    from engine.eventloop import run
 
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:    # as the engine runs
-        runner.run(main())
+    run(main())    # on the engine's loop
 
 
 def start_dovecot(root: Path, maildir: Path) -> tuple[subprocess.Popen[bytes], int]:

@@ -493,10 +493,9 @@ def main() -> int:
         if args.serve == "aiosmtpd":
             asyncio.run(SERVERS[args.serve](args.data, args.port_file))
         else:
-            from engine.eventloop import new_event_loop
+            from engine.eventloop import run
 
-            with asyncio.Runner(loop_factory=new_event_loop) as runner:
-                runner.run(SERVERS[args.serve](args.data, args.port_file))
+            run(SERVERS[args.serve](args.data, args.port_file))
         return 0
 
     if not Path(SMTP_SOURCE).exists():
@@ -515,11 +514,9 @@ def main() -> int:
     print(f"SMTP reception: {args.messages} messages of {args.size} octets via smtp-source, one connection "
           f"per message, clock stops when the last is in the Maildir; {args.rounds} interleaved rounds, "
           f"{os.cpu_count()} CPUs, load average before: {load_before}")
-    from engine.eventloop import loop_name, new_event_loop
+    from engine.eventloop import loop_kind
 
-    probe = new_event_loop()
-    print(f"postroom and floor on {loop_name(probe)}, aiosmtpd on asyncio")
-    probe.close()
+    print(f"postroom and floor on {loop_kind()}, aiosmtpd on asyncio")
     results: dict[tuple[str, int], list[dict[str, Any]]] = {}
     ok = True
     # Every run's files stay until the end: deleting thousands of files just before the next server

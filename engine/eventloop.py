@@ -16,28 +16,41 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 ENVIRONMENT = "POSTROOM_EVENT_LOOP"
+_STANDARD = ("asyncio", "selector", "standard")
+T = TypeVar("T")
 
 
-def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    if os.environ.get(ENVIRONMENT, "").strip().lower() in ("asyncio", "selector", "standard"):
-        return None
+def loop_kind() -> str:
+    """"uvloop" or "asyncio": the loop new_event_loop() builds in this environment."""
+    if os.environ.get(ENVIRONMENT, "").strip().lower() in _STANDARD:
+        return "asyncio"
     try:
-        import uvloop
+        import uvloop  # noqa: F401
     except ImportError:           # not built for this platform (Windows), or left out of the install
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
+        return "asyncio"
+    return "uvloop"
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A fresh loop for the engine (or anything that should run as the engine does)."""
-    factory = _uvloop_factory()
-    return factory() if factory is not None else asyncio.SelectorEventLoop()
+    if loop_kind() == "uvloop":
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return loop
+    return asyncio.SelectorEventLoop()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on the engine's loop: `postroom serve`, the benches' servers, test child processes."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(main)
 
 
 def loop_name(loop: asyncio.AbstractEventLoop) -> str:
-    """What the log and `postroom serve` call the loop: "uvloop" or "asyncio"."""
+    """What a running loop is, in loop_kind()'s words (for the log and `postroom serve`)."""
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.config import Config, ListenAddress, load_config
-from engine.eventloop import loop_name, new_event_loop
+from engine.eventloop import loop_kind, loop_name, new_event_loop, run
 from engine.events import EngineStateChanged, EventBus, ListenerChanged
 from engine.interfaces import StoreError
 from engine.services import Listener, Services
@@ -347,9 +347,8 @@ class Engine:
                 await self.stop(grace=SHUTDOWN_GRACE)
                 self.close()
 
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            log.info("engine loop: %s", loop_name(runner.get_loop()))
-            runner.run(main())
+        log.info("engine loop: %s", loop_kind())
+        run(main())
 
 
 def _optional(factory: Callable[[], Any]) -> Any:

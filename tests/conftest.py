@@ -4,23 +4,13 @@ installed), so a difference between uvloop and asyncio's own loop shows up here,
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable, Mapping
 
 import pytest
 
-from engine.eventloop import loop_name, new_event_loop
-
-
-@functools.cache
-def _engine_loop_name() -> str:
-    probe = new_event_loop()
-    try:
-        return loop_name(probe)
-    finally:
-        probe.close()
+from engine.eventloop import loop_kind, new_event_loop
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
                                   ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
-    return {_engine_loop_name(): new_event_loop}
+    return {loop_kind(): new_event_loop}

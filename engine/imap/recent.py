@@ -2,7 +2,8 @@
 in the copy") and for APPENDs with a system flag, which the store cannot express: it keeps \\Recent as
 "still in new/", Maildir allows only flagless files there, and the store files every copy and move in cur/
 (so that no copy is claimed twice, once from new/ and once from here).  This process-wide ledger holds
-such UIDs until the first session that selects (or is watching) the mailbox read-write claims them, just as the store's new/ -> cur/ claim works for delivered mail.
+such UIDs until the first session that selects (or is watching) the mailbox read-write claims them, just
+as the store's new/ -> cur/ claim works for delivered mail.
 Shared by every listener (imap and imaps) of one store (the store keeps one Mailbox object per account);
 bounded; lost on restart, as \\Recent may be.
 """

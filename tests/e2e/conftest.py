@@ -78,7 +78,9 @@ class Server:
         for service in ("submissions", "imap", "imaps", "pop3", "pop3s"):
             args.append(f"--listen={service}=127.0.0.1:{self.ports[service]}")
         command = [*POSTROOM, "--data-dir", str(self.data_dir), "serve", *args]
-        offset = self.output.stat().st_size if self.output is not None and self.output.exists() else 0
+        # a log file keeps earlier starts' output: only this attempt's counts below
+        earlier = self.output.read_text(errors="replace") if self.output is not None and self.output.exists() else ""
+        offset = len(earlier)
         if self.output is None:
             self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         else:
@@ -95,7 +97,7 @@ class Server:
         except AssertionError as exc:
             if self.proc.poll() is None:
                 self.proc.kill()
-            output = self._collect()[offset:]         # this attempt's output (a log file keeps earlier ones)
+            output = self._collect()[offset:]
             self.proc = None
             if "already in use" in output:
                 raise PortTaken(f"{exc}; serve said:\n{output}") from None
@@ -106,7 +108,8 @@ class Server:
         port = self.ports[service]
         while time.monotonic() < end:
             if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited ({self.proc.returncode}) before {service} listened on {port}")
+                raise AssertionError(
+                    f"serve exited ({self.proc.returncode}) before {service} listened on {port}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     return

@@ -34,7 +34,6 @@ async def main(data_dir: Path, dns_port: int, remote_port: int) -> None:
 
 
 if __name__ == "__main__":
-    from engine.eventloop import new_event_loop
+    from engine.eventloop import run
 
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:     # as the engine runs
-        runner.run(main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
+    run(main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))     # on the engine's loop
